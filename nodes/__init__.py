@@ -1,0 +1,1 @@
+"""ComfyUI node classes: declare inputs, check, delegate to ``utils``."""

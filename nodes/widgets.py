@@ -1,0 +1,21 @@
+"""Small builders for INPUT_TYPES entries, so every widget carries a tooltip and its bounds."""
+
+from __future__ import annotations
+
+IMAGE_CLAMP_NOTE = " Values above 1 (16-bit-like data) are clamped to 1, never wrapped."
+
+
+def image(tooltip: str) -> tuple:
+    return ("IMAGE", {"tooltip": tooltip})
+
+
+def number(kind: str, default, low, high, step, tooltip: str) -> tuple:
+    return (kind, {"default": default, "min": low, "max": high, "step": step, "tooltip": tooltip})
+
+
+def floating(default: float, low: float, high: float, step: float, tooltip: str) -> tuple:
+    return number("FLOAT", default, low, high, step, tooltip)
+
+
+def integer(default: int, low: int, high: int, tooltip: str, step: int = 1) -> tuple:
+    return number("INT", default, low, high, step, tooltip)

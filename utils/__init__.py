@@ -1,0 +1,1 @@
+"""CleanCut's library: pure batched torch functions. Nothing here imports ComfyUI."""

@@ -1,0 +1,55 @@
+"""Point operations on whole batches: gamma/gain and colour saturation (torch on any device)."""
+
+from __future__ import annotations
+
+from torch import Tensor
+
+from .checks import check_image, check_number
+from .color import luma, on_rgb
+
+
+def gamma_gain(image: Tensor, gamma: float = 1.0, gain: float = 1.0) -> Tensor:
+    """Gamma curve, then gain: ``gain * image ** (1 / gamma)``, clamped to 0..1.
+
+    Args:
+        image: IMAGE batch ``[B, H, W, C]``, values in 0..1 (values above 1 are clamped first).
+        gamma: > 0. Above 1 brightens mid-tones, below 1 darkens them (the seed app's meaning).
+        gain: >= 0. Multiplier applied after the curve.
+    Returns:
+        New tensor with the shape, dtype and device of ``image``; alpha passed through.
+    """
+    check_image(image, "image")
+    check_number(gamma, "gamma", low=1e-3, high=100.0)
+    check_number(gain, "gain", low=0.0, high=100.0)
+
+    def curve(rgb: Tensor) -> Tensor:
+        out = rgb.clamp(0, 1)  # new tensor: the in-place ops below never touch the input
+        if gamma != 1.0:
+            out.pow_(1.0 / gamma)
+        if gain != 1.0:
+            out.mul_(gain).clamp_(0, 1)
+        return out
+
+    return on_rgb(image, curve)
+
+
+def saturation(image: Tensor, saturation: float = 1.0) -> Tensor:
+    """Scale colourfulness around each pixel's grey value, as PIL's ``ImageEnhance.Color``.
+
+    ``out = grey + saturation * (rgb - grey)`` with ITU-R 601 grey, clamped to 0..1.
+
+    Args:
+        image: IMAGE batch ``[B, H, W, C]``, values in 0..1.
+        saturation: >= 0. 0 gives grey, 1 the input, above 1 more vivid colours.
+    Returns:
+        New tensor with the shape, dtype and device of ``image``; alpha passed through.
+    """
+    check_image(image, "image")
+    check_number(saturation, "saturation", low=0.0, high=10.0)
+
+    def blend(rgb: Tensor) -> Tensor:
+        rgb = rgb.clamp(0, 1)
+        grey = luma(rgb)  # [B,H,W,1]
+        return rgb.sub_(grey).mul_(saturation).add_(grey).clamp_(0, 1)
+
+    return on_rgb(image, blend)

@@ -1,0 +1,74 @@
+"""The only conversions between IMAGE tensors and PIL / NumPy / OpenCV.
+
+cv2 arrays here are RGB(A) unless a name ends in ``_bgr``. 8-bit conversions round to nearest
+(many packs truncate with ``astype(uint8)``, which darkens every image by half a level on average).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+
+
+def to_uint8(image: Tensor | np.ndarray) -> np.ndarray:
+    """Float 0..1 (any shape, tensor or array) -> uint8 array, clamped and rounded to nearest."""
+    if isinstance(image, Tensor):
+        image = image.detach().to("cpu", torch.float32).numpy()
+    return np.clip(np.rint(np.asarray(image, dtype=np.float32) * 255.0), 0, 255).astype(np.uint8)
+
+
+def tensor2np(batch: Tensor) -> list[np.ndarray]:
+    """IMAGE ``[B,H,W,C]`` (or one ``[H,W,C]`` image) -> list of uint8 ``H x W x C`` RGB(A) arrays."""
+    if batch.ndim == 3:
+        batch = batch.unsqueeze(0)
+    return list(to_uint8(batch))
+
+
+def np2tensor(arrays: np.ndarray | Sequence[np.ndarray], device: torch.device | str = "cpu") -> Tensor:
+    """uint8/uint16/float arrays ``H x W (x C)`` of one size -> IMAGE ``[B,H,W,C]`` float32 in 0..1."""
+    if isinstance(arrays, np.ndarray) and arrays.ndim in (2, 3):
+        arrays = [arrays]
+    out = []
+    for a in arrays:
+        a = np.asarray(a)
+        if a.ndim == 2:
+            a = a[:, :, None].repeat(3, axis=2)
+        if a.dtype == np.uint8:
+            f = a.astype(np.float32) / 255.0
+        elif a.dtype == np.uint16:
+            f = a.astype(np.float32) / 65535.0
+        else:
+            f = np.clip(a.astype(np.float32), 0.0, 1.0)
+        out.append(torch.from_numpy(np.ascontiguousarray(f)))
+    sizes = {tuple(t.shape) for t in out}
+    if len(sizes) > 1:
+        raise ValueError(f"images: one batch needs one size, got {sorted(sizes)}; resize them first.")
+    return torch.stack(out).to(device)
+
+
+def tensor2pil(batch: Tensor) -> list[Image.Image]:
+    """IMAGE ``[B,H,W,C]`` (or ``[H,W,C]``) -> list of PIL images, RGB or RGBA by channel count."""
+    return [Image.fromarray(a, "RGBA" if a.shape[2] == 4 else "RGB") for a in tensor2np(batch)]
+
+
+def pil2tensor(images: Image.Image | Sequence[Image.Image], device: torch.device | str = "cpu") -> Tensor:
+    """PIL image(s) of one size -> IMAGE ``[B,H,W,C]``; RGBA/LA keep alpha, 16-bit grey is scaled."""
+    if isinstance(images, Image.Image):
+        images = [images]
+    arrays = []
+    for im in images:
+        if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+            arrays.append(np.asarray(im, dtype=np.uint16 if im.mode != "I" else np.int32).astype(np.uint16))
+            continue
+        keep_alpha = im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info)
+        arrays.append(np.asarray(im.convert("RGBA" if keep_alpha else "RGB")))
+    return np2tensor(arrays, device)
+
+
+def mask2np(mask: Tensor) -> list[np.ndarray]:
+    """MASK ``[B,H,W]`` -> list of uint8 ``H x W`` arrays (255 = 1.0)."""
+    return list(to_uint8(mask if mask.ndim == 3 else mask.unsqueeze(0)))
