@@ -34,6 +34,7 @@ class CleanCutGammaGain(_Filter):
 
     def run(self, image, gamma, gain):
         check_image(image, "image")
+        w.check_inputs(self, locals())
         return (runtime.map_batches(image, adjust.gamma_gain, gamma=gamma, gain=gain),)
 
 
@@ -50,6 +51,7 @@ class CleanCutSaturation(_Filter):
 
     def run(self, image, saturation):
         check_image(image, "image")
+        w.check_inputs(self, locals())
         return (runtime.map_batches(image, adjust.saturation, saturation=saturation),)
 
 

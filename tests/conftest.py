@@ -24,9 +24,12 @@ def load_pack():
     return module
 
 
+PACK = load_pack()  # once per session, at collection, so tests can parametrise over its nodes
+
+
 @pytest.fixture(scope="session")
 def pack():
-    return load_pack()
+    return PACK
 
 
 @pytest.fixture(params=["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
