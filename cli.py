@@ -32,7 +32,7 @@ def demo(out: Path, size: int) -> int:
     out.mkdir(parents=True, exist_ok=True)
     batch = sample_batch(size)
     processed = adjust.saturation(adjust.gamma_gain(batch, gamma=1.2, gain=1.0), saturation=1.3)
-    for name, before, after in zip(SAMPLES, tensor2pil(batch), tensor2pil(processed)):
+    for name, before, after in zip(SAMPLES, tensor2pil(batch), tensor2pil(processed), strict=True):
         before.save(out / f"{name}_original.png")
         after.save(out / f"{name}_processed.png")
     logging.getLogger("cleancut").info("wrote %d images to %s", 2 * len(SAMPLES), out)

@@ -103,6 +103,7 @@ def arguments(description: str) -> argparse.Namespace:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
+    p.add_argument("--memory", action="store_true", help="also measure peak memory at 1024²×32")
     return p.parse_args()
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..utils import adjust, runtime
+from ..utils import adjust, compose, runtime
 from ..utils.checks import check_image
 from . import widgets as w
 
@@ -55,7 +55,29 @@ class CleanCutSaturation(_Filter):
         return (runtime.map_batches(image, adjust.saturation, saturation=saturation),)
 
 
+class CleanCutCompare:
+    DESCRIPTION = ("Two image batches side by side (b resized to a's height), with an optional caption; "
+                   "a batch of 1 pairs with every image of the other batch.")
+    CATEGORY, FUNCTION = CATEGORY, "run"
+    RETURN_TYPES, RETURN_NAMES = ("IMAGE",), ("comparison",)
+    OUTPUT_TOOLTIPS = ("image_a | image_b side by side; RGBA if either input has alpha.",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "image_a": w.image("Left images; they set the height of the result."),
+            "image_b": w.image("Right images, resized to image_a's height keeping their aspect ratio."),
+        }, "optional": {
+            "caption": ("STRING", {"default": "", "multiline": False, "tooltip": "Text drawn above; 'before | "
+                                   "after' puts one part over each side. Empty = no caption strip."}),
+        }}
+
+    def run(self, image_a, image_b, caption=""):
+        return (compose.side_by_side(image_a, image_b, caption or ""),)
+
+
 NODES = {
     "CleanCutGammaGain": (CleanCutGammaGain, "Gamma / Gain"),
     "CleanCutSaturation": (CleanCutSaturation, "Colour Saturation"),
+    "CleanCutCompare": (CleanCutCompare, "Compare Side by Side"),
 }

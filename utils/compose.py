@@ -1,0 +1,85 @@
+"""Side-by-side comparison of two IMAGE batches, with an optional caption strip."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageDraw, ImageFont
+from torch import Tensor
+
+from .checks import check_image, check_same_batch
+from .runtime import Progress, raise_if_cancelled
+
+
+def resize_to_height(image: Tensor, height: int) -> Tensor:
+    """``[B,H,W,C]`` -> ``[B,height,W',C]`` keeping the aspect ratio (antialiased bilinear)."""
+    h, w = image.shape[1:3]
+    if h == height:
+        return image
+    width = max(1, round(w * height / h))
+    nchw = image.permute(0, 3, 1, 2).float()  # [B,C,H,W] for interpolate
+    out = F.interpolate(nchw, size=(height, width), mode="bilinear", antialias=True, align_corners=False)
+    return out.clamp_(0, 1).permute(0, 2, 3, 1).to(image.dtype)
+
+
+def _with_channels(image: Tensor, channels: int) -> Tensor:
+    if image.shape[-1] == channels:
+        return image
+    return torch.cat([image, torch.ones_like(image[..., :1])], dim=-1)  # 3 -> 4: opaque alpha
+
+
+def caption_strip(text: str, widths: list[int], channels: int) -> np.ndarray:
+    """A dark strip, ``H x sum(widths) x channels`` uint8, with ``text`` split on ``|`` over each panel."""
+    height = max(20, min(64, sum(widths) // 40))
+    strip = Image.new("RGB", (sum(widths), height), (32, 32, 32))
+    draw = ImageDraw.Draw(strip)
+    font = ImageFont.load_default(size=int(height * 0.6))
+    parts = [p.strip() for p in text.split("|")]
+    if len(parts) != len(widths):  # no "|" (or too many): one caption centred over everything
+        parts, widths = [text.strip()], [sum(widths)]
+    left = 0
+    for part, span in zip(parts, widths, strict=True):
+        draw.text((left + span / 2, height / 2), part, fill=(235, 235, 235), font=font, anchor="mm")
+        left += span
+    arr = np.array(strip)  # a writable copy: torch.from_numpy warns on read-only PIL buffers
+    if channels == 4:
+        arr = np.concatenate([arr, np.full(arr.shape[:2] + (1,), 255, np.uint8)], axis=-1)
+    return arr
+
+
+def side_by_side(image_a: Tensor, image_b: Tensor, caption: str = "", chunk: int = 8) -> Tensor:
+    """``image_a`` and ``image_b`` next to each other, ``b`` resized to ``a``'s height.
+
+    Args:
+        image_a: IMAGE ``[Ba,H,W,C]``; sets the height, dtype and device of the result.
+        image_b: IMAGE ``[Bb,H',W',C']``; a batch of 1 pairs with every image of ``a`` and vice versa.
+        caption: optional text drawn in a strip above; ``"before | after"`` centres one part per panel.
+        chunk: images resized at once, to bound memory on big batches.
+    Returns:
+        ``[max(Ba,Bb), H (+ strip), W + W'', max(C, C')]`` on ``image_a.device``; RGBA if either is.
+    """
+    check_image(image_a, "image_a")
+    check_image(image_b, "image_b")
+    n = check_same_batch(image_a, image_b, "image_a", "image_b")
+    height, channels = image_a.shape[1], max(image_a.shape[-1], image_b.shape[-1])
+    b_width = max(1, round(image_b.shape[2] * height / image_b.shape[1]))
+    strip = None
+    if caption.strip():
+        strip = torch.from_numpy(caption_strip(caption, [image_a.shape[2], b_width], channels))
+        strip = strip.to(image_a.device, image_a.dtype) / 255
+    top = 0 if strip is None else strip.shape[0]
+    out = torch.empty((n, top + height, image_a.shape[2] + b_width, channels),
+                      dtype=image_a.dtype, device=image_a.device)
+    if strip is not None:
+        out[:, :top] = strip
+    progress = Progress(n)
+    for start in range(0, n, chunk):
+        raise_if_cancelled()
+        idx = torch.arange(start, min(start + chunk, n))
+        a = image_a[idx % image_a.shape[0]].clamp(0, 1)  # broadcasting a batch of 1 by index
+        b = resize_to_height(image_b[idx % image_b.shape[0]].to(image_a.device), height)
+        out[start:start + len(idx), top:, :image_a.shape[2]] = _with_channels(a, channels)
+        out[start:start + len(idx), top:, image_a.shape[2]:] = _with_channels(b.to(image_a.dtype), channels)
+        progress.update(len(idx))
+    return out
