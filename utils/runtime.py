@@ -93,3 +93,31 @@ def map_batches(image: Tensor, fn: Callable[..., Tensor], *, chunk: int | None =
         out[start:start + part.shape[0]] = fn(part.to(device, non_blocking=True), **params)
         progress.update(part.shape[0])
     return out
+
+
+def model_dirs(kind: str) -> list[str]:
+    """Folders ComfyUI registers for ``kind`` (e.g. ``"rembg"``: ``models/rembg``), or ``[]`` outside ComfyUI.
+
+    The folder is registered on first use, so users can drop model files into ``ComfyUI/models/<kind>``.
+    """
+    fp = comfy("folder_paths")
+    if fp is None:
+        return []
+    if kind not in getattr(fp, "folder_names_and_paths", {}):
+        path = os.path.join(fp.models_dir, kind)
+        fp.folder_names_and_paths[kind] = ([path], {".onnx"})
+    return list(fp.get_folder_paths(kind))
+
+
+def output_directory() -> str:
+    """ComfyUI's output folder; outside ComfyUI ``$CLEANCUT_OUTPUT_DIR`` or ``./output``."""
+    fp = comfy("folder_paths")
+    if fp is not None:
+        return fp.get_output_directory()
+    return os.environ.get("CLEANCUT_OUTPUT_DIR", "output")
+
+
+def metadata_disabled() -> bool:
+    """True when ComfyUI was started with ``--disable-metadata`` (then saved files carry no workflow)."""
+    cli = comfy("comfy.cli_args")
+    return bool(cli is not None and getattr(cli.args, "disable_metadata", False))
