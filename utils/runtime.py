@@ -103,9 +103,12 @@ def model_dirs(kind: str) -> list[str]:
     fp = comfy("folder_paths")
     if fp is None:
         return []
-    if kind not in getattr(fp, "folder_names_and_paths", {}):
-        path = os.path.join(fp.models_dir, kind)
+    path = os.path.join(fp.models_dir, kind)
+    entry = fp.folder_names_and_paths.get(kind)
+    if entry is None:
         fp.folder_names_and_paths[kind] = ([path], {".onnx"})
+    elif path not in entry[0]:  # extra_model_paths.yaml registered the kind first: keep both
+        entry[0].append(path)
     return list(fp.get_folder_paths(kind))
 
 

@@ -77,6 +77,34 @@ def _save(img: Image.Image, path: str, fmt: str, metadata: Mapping | None) -> No
         img.save(f, format="PNG" if fmt == ".png" else "WEBP", **kwargs)
 
 
+def check_items(items: Mapping[str, Tensor | None]) -> tuple[dict[str, Tensor], int]:
+    """Drop unconnected roles, validate the rest, and return them with their common batch length."""
+    items = {role: t for role, t in items.items() if t is not None}
+    unknown = set(items) - set(ROLES)
+    if unknown:
+        raise ValueError(f"unknown roles {sorted(unknown)}; use {', '.join(ROLES)}.")
+    if not items:
+        raise ValueError("Nothing to save: connect at least one of original, cutout, extracted or mask.")
+    for role, t in items.items():
+        check_mask(t, role) if role == "mask" else check_image(t, role)
+    return items, batch_length(items)
+
+
+def write_item(folder: str, stem: str, items: Mapping[str, Tensor], index: int, fmt: str = "png",
+               metadata: Mapping | None = None) -> list[tuple[str, str]]:
+    """Write batch item ``index`` of every role as ``<folder>/<stem>_<role>.<ext>``; returns (role, path)."""
+    if fmt not in FORMATS:
+        raise ValueError(f"format: {fmt!r} is not one of {', '.join(map(repr, FORMATS))}.")
+    written = []
+    for role in ROLES:
+        if role in items:
+            t = items[role]
+            path = os.path.join(folder, f"{stem}_{role}{FORMATS[fmt]}")
+            _save(_to_pil(role, t[index % t.shape[0]]), path, FORMATS[fmt], metadata)
+            written.append((role, path))
+    return written
+
+
 def save_set(root: str, prefix: str, items: Mapping[str, Tensor | None], fmt: str = "png",
              metadata: Mapping | None = None) -> list[dict]:
     """Write every connected role of every batch item; returns ComfyUI preview entries, in order.
@@ -92,15 +120,7 @@ def save_set(root: str, prefix: str, items: Mapping[str, Tensor | None], fmt: st
     """
     if fmt not in FORMATS:
         raise ValueError(f"format: {fmt!r} is not one of {', '.join(map(repr, FORMATS))}.")
-    items = {role: t for role, t in items.items() if t is not None}
-    unknown = set(items) - set(ROLES)
-    if unknown:
-        raise ValueError(f"unknown roles {sorted(unknown)}; use {', '.join(ROLES)}.")
-    if not items:
-        raise ValueError("Nothing to save: connect at least one of original, cutout, extracted or mask.")
-    for role, t in items.items():
-        check_mask(t, role) if role == "mask" else check_image(t, role)
-    n = batch_length(items)
+    items, n = check_items(items)
     folder, name = split_prefix(prefix, root)
     os.makedirs(folder, exist_ok=True)
     subfolder = os.path.relpath(folder, os.path.abspath(root))
@@ -109,15 +129,8 @@ def save_set(root: str, prefix: str, items: Mapping[str, Tensor | None], fmt: st
     for i in range(n):
         while any(os.path.exists(os.path.join(folder, f"{name}_{counter:05}_{r}{ext}")) for r in ROLES):
             counter += 1
-        for role in ROLES:
-            if role not in items:
-                continue
-            t = items[role]
-            filename = f"{name}_{counter:05}_{role}{ext}"
-            path = os.path.join(folder, filename)
-            _save(_to_pil(role, t[i % t.shape[0]]), path, ext, metadata)
-            saved.append({"filename": filename, "subfolder": subfolder, "type": "output", "role": role,
-                          "path": path})
+        for role, path in write_item(folder, f"{name}_{counter:05}", items, i, fmt, metadata):
+            saved.append({"filename": os.path.basename(path), "subfolder": subfolder, "type": "output",
+                          "role": role, "path": path})
         counter += 1
     return saved
-
