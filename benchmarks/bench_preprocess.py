@@ -46,8 +46,9 @@ CASES = {  # node id, node kwargs, per-image baseline
     "CleanCutCLAHE": ({"clip_limit": 2.0, "tile_grid": 8}, clahe_cv),
     "CleanCutBilateral": ({"diameter": 9, "sigma_color": 75.0, "sigma_space": 75.0},
                           lambda im: cv2.bilateralFilter(np.asarray(im), 9, 75, 75)),
+    # channel_axis=2, not -1: scikit-image 0.26 slices the wrong axis for -1 (its issue #7264).
     "CleanCutSharpen": ({"radius": 2.0, "amount": 1.0, "threshold": 0},
-                        lambda im: np.clip(unsharp_mask(np.asarray(im), 2.0, 1.0, channel_axis=-1) * 255 + 0.5,
+                        lambda im: np.clip(unsharp_mask(np.asarray(im), 2.0, 1.0, channel_axis=2) * 255 + 0.5,
                                            0, 255).astype(np.uint8)),
 }
 

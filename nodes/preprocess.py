@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..utils import adjust, compose, runtime
+from ..utils import adjust, clahe, compose, filters, pipeline, runtime
 from ..utils.checks import check_image
 from . import widgets as w
 
@@ -55,6 +55,107 @@ class CleanCutSaturation(_Filter):
         return (runtime.map_batches(image, adjust.saturation, saturation=saturation),)
 
 
+
+class CleanCutCLAHE(_Filter):
+    DESCRIPTION = ("Contrast Limited Adaptive Histogram Equalisation on lightness only (L of CIELAB), as "
+                   "OpenCV's createCLAHE: brings out detail in dark and bright regions while keeping hue.")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "image": IMAGE_IN,
+            "clip_limit": w.floating(2.0, 0.1, 40.0, 0.1, "OpenCV clip limit: how far a tile's histogram may "
+                                     "exceed flat before it is clipped. Higher = stronger local contrast; "
+                                     "1-4 is typical."),
+            "tile_grid": w.integer(8, 1, 64, "Tiles per side (OpenCV tileGridSize = tile_grid x tile_grid). "
+                                   "More tiles = more local equalisation."),
+        }}
+
+    def run(self, image, clip_limit, tile_grid):
+        check_image(image, "image")
+        w.check_inputs(self, locals())
+        return (runtime.map_batches(image, clahe.clahe, clip_limit=clip_limit, tile_grid=tile_grid),)
+
+
+class CleanCutBilateral(_Filter):
+    DESCRIPTION = "Edge-preserving smoothing as OpenCV's bilateralFilter: removes noise, keeps edges sharp."
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "image": IMAGE_IN,
+            "diameter": w.integer(9, 1, 31, "Neighbourhood diameter in pixels (OpenCV d). Larger is slower "
+                                  "and smooths wider areas."),
+            "sigma_color": w.floating(75.0, 0.0, 255.0, 1.0, "How different two colours may be (0-255 scale, "
+                                      "summed over R, G, B) and still be averaged. Higher = flatter regions."),
+            "sigma_space": w.floating(75.0, 0.0, 255.0, 1.0, "Spatial falloff in pixels: how strongly distant "
+                                      "pixels inside the diameter count."),
+        }}
+
+    def run(self, image, diameter, sigma_color, sigma_space):
+        check_image(image, "image")
+        w.check_inputs(self, locals())
+        return (runtime.map_batches(image, filters.bilateral, diameter=diameter, sigma_color=sigma_color,
+                                    sigma_space=sigma_space),)
+
+
+class CleanCutSharpen(_Filter):
+    DESCRIPTION = ("Unsharp-mask sharpening as scikit-image's unsharp_mask: adds back the detail a Gaussian "
+                   "blur removes, scaled by amount.")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "image": IMAGE_IN,
+            "radius": w.floating(2.0, 0.1, 50.0, 0.1, "Gaussian sigma in pixels: small sharpens fine detail, "
+                                 "large sharpens broader edges."),
+            "amount": w.floating(1.0, 0.0, 10.0, 0.05, "Strength: 1.0 = 100 % (detail added once); 0 = off."),
+            "threshold": w.integer(0, 0, 255, "Sharpen only where the detail exceeds this many 8-bit levels; "
+                                   "0 = everywhere. Raise it to leave smooth skin and sky alone."),
+        }}
+
+    def run(self, image, radius, amount, threshold):
+        check_image(image, "image")
+        w.check_inputs(self, locals())
+        return (runtime.map_batches(image, filters.unsharp, radius=radius, amount=amount, threshold=threshold),)
+
+
+class CleanCutPreprocess:
+    DESCRIPTION = ("The seed app's preprocessing in one node, in this order: bilateral -> CLAHE -> saturation "
+                   "-> sharpen -> gamma -> gain. Neutral values skip a step; the defaults return the input.")
+    CATEGORY, FUNCTION = CATEGORY, "run"
+    RETURN_TYPES, RETURN_NAMES = ("IMAGE", "IMAGE"), ("image", "comparison")
+    OUTPUT_TOOLTIPS = (IMAGE_OUT_TIP[0], "Original (left) and processed (right) side by side, captioned.")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "image": IMAGE_IN,
+            "bilateral_strength": w.floating(0.0, 0.0, 150.0, 1.0, "Step 1, noise smoothing that keeps edges: "
+                                             "bilateral filter with diameter 9 and sigma_color = sigma_space = "
+                                             "this value. 0 = off; 75 is OpenCV's example."),
+            "saturation": w.floating(1.0, 0.0, 3.0, 0.01, "Step 3, colour saturation (PIL ImageEnhance.Color): "
+                                     "0 = grey, 1 = unchanged (off), above 1 = more vivid."),
+            "clip_limit": w.floating(0.0, 0.0, 40.0, 0.1, "Step 2, CLAHE clip limit on lightness (OpenCV "
+                                     "meaning). 0 = CLAHE off; 2 is a common start."),
+            "tile_grid": w.integer(8, 1, 64, "Step 2, CLAHE tiles per side (used when clip_limit > 0)."),
+            "sharpness": w.floating(0.0, 0.0, 5.0, 0.05, "Step 4, the seed's 'Sharpness Sigma': unsharp-mask "
+                                    "amount (1 = 100 %). 0 = off."),
+            "gamma": w.floating(1.0, 0.1, 5.0, 0.01, "Step 5, gamma: out = in^(1/gamma). Above 1 brightens "
+                                "mid-tones, 1 = off."),
+            "gain": w.floating(1.0, 0.0, 4.0, 0.01, "Step 6, brightness multiplier after gamma; 1 = off."),
+            "sharpen_radius": w.floating(2.0, 0.1, 50.0, 0.1, "Step 4, the seed's 'Sharpening Radius': Gaussian "
+                                         "sigma of the unsharp mask in pixels (used when sharpness > 0)."),
+        }}
+
+    def run(self, image, **controls):
+        check_image(image, "image")
+        w.check_inputs(self, controls)
+        settings = pipeline.Settings(**controls)
+        processed = runtime.map_batches(image, pipeline.preprocess, settings=settings)
+        return (processed, compose.side_by_side(image, processed, "original | processed"))
+
+
 class CleanCutCompare:
     DESCRIPTION = ("Two image batches side by side (b resized to a's height), with an optional caption; "
                    "a batch of 1 pairs with every image of the other batch.")
@@ -79,5 +180,9 @@ class CleanCutCompare:
 NODES = {
     "CleanCutGammaGain": (CleanCutGammaGain, "Gamma / Gain"),
     "CleanCutSaturation": (CleanCutSaturation, "Colour Saturation"),
+    "CleanCutCLAHE": (CleanCutCLAHE, "CLAHE (Local Contrast)"),
+    "CleanCutBilateral": (CleanCutBilateral, "Bilateral Filter"),
+    "CleanCutSharpen": (CleanCutSharpen, "Sharpen (Unsharp Mask)"),
+    "CleanCutPreprocess": (CleanCutPreprocess, "Preprocess (all-in-one)"),
     "CleanCutCompare": (CleanCutCompare, "Compare Side by Side"),
 }

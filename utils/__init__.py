@@ -1,5 +1,5 @@
 """CleanCut's library: pure batched torch functions. Nothing here imports ComfyUI."""
 
-from . import adjust, bridges, checks, color, runtime
+from . import adjust, bridges, checks, clahe, color, compose, filters, pipeline, runtime, saving
 
-__all__ = ["adjust", "bridges", "checks", "color", "runtime"]
+__all__ = ["adjust", "bridges", "checks", "clahe", "color", "compose", "filters", "pipeline", "runtime", "saving"]

@@ -1,0 +1,62 @@
+"""The seed app's preprocessing controls as one chain, in a fixed, documented order.
+
+Order (each step skipped at its neutral value, so neutral settings return the input):
+1. bilateral filter (denoise first, so later steps do not amplify noise)
+2. CLAHE on lightness (local contrast)
+3. colour saturation
+4. unsharp-mask sharpening (after denoising and contrast, on the final detail)
+5. gamma, then gain (global tone last)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import Tensor
+
+from . import adjust, clahe, filters
+from .checks import check_image, check_number
+
+BILATERAL_DIAMETER = 9  # OpenCV's documented example diameter; strength sets both sigmas
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The all-in-one node's controls; the defaults are neutral (the chain returns its input)."""
+
+    bilateral_strength: float = 0.0  # sigma_color = sigma_space = strength, diameter 9; 0 = off
+    saturation: float = 1.0  # PIL ImageEnhance.Color factor; 1 = off
+    clip_limit: float = 0.0  # OpenCV CLAHE clip limit; 0 = CLAHE off
+    tile_grid: int = 8  # CLAHE tiles per side
+    sharpness: float = 0.0  # the seed's "Sharpness Sigma": unsharp-mask amount; 0 = off
+    gamma: float = 1.0  # out = in^(1/gamma): above 1 brightens; 1 = off
+    gain: float = 1.0  # multiplier after gamma; 1 = off
+    sharpen_radius: float = 2.0  # the seed's "Sharpening Radius": unsharp-mask Gaussian sigma, pixels
+
+    def check(self) -> None:
+        check_number(self.bilateral_strength, "bilateral_strength", 0.0, 255.0)
+        check_number(self.saturation, "saturation", 0.0, 10.0)
+        check_number(self.clip_limit, "clip_limit", 0.0, 100.0)
+        check_number(self.tile_grid, "tile_grid", 1, 64, integer=True)
+        check_number(self.sharpness, "sharpness", 0.0, 10.0)
+        check_number(self.gamma, "gamma", 1e-3, 100.0)
+        check_number(self.gain, "gain", 0.0, 100.0)
+        check_number(self.sharpen_radius, "sharpen_radius", 0.1, 50.0)
+
+
+def preprocess(image: Tensor, settings: Settings, backend: str = "auto") -> Tensor:
+    """Run the chain on an IMAGE batch ``[B,H,W,C]``; returns a new batch of the same shape and device."""
+    check_image(image, "image")
+    settings.check()
+    s, out = settings, image
+    if s.bilateral_strength > 0:
+        out = filters.bilateral(out, BILATERAL_DIAMETER, s.bilateral_strength, s.bilateral_strength, backend=backend)
+    if s.clip_limit > 0:
+        out = clahe.clahe(out, s.clip_limit, s.tile_grid, backend=backend)
+    if s.saturation != 1.0:
+        out = adjust.saturation(out, s.saturation)
+    if s.sharpness > 0:
+        out = filters.unsharp(out, s.sharpen_radius, s.sharpness, backend=backend)
+    if s.gamma != 1.0 or s.gain != 1.0:
+        out = adjust.gamma_gain(out, s.gamma, s.gain)
+    return out.clone() if out is image else out  # never hand the caller's tensor back as "new"
