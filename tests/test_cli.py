@@ -1,0 +1,81 @@
+"""The command line on a folder of mixed files: sizes, formats, bit depths, alpha, a corrupt file."""
+
+import json
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+from conftest import PACK, ROOT
+from PIL import Image
+
+
+@pytest.fixture(scope="module")
+def main():
+    import importlib
+
+    return importlib.import_module(PACK.__name__ + ".cli").main
+
+
+@pytest.fixture
+def folder(tmp_path, photo_arrays):
+    src = tmp_path / "in"
+    src.mkdir()
+    astro, cat = photo_arrays["astronaut"], photo_arrays["chelsea"]
+    Image.fromarray(astro[:200, :240]).save(src / "a.png")
+    Image.fromarray(astro[200:400, 100:340]).save(src / "b.jpg", quality=95)  # same size as a: one batch
+    Image.fromarray(cat[:150, :170]).save(src / "c.webp", lossless=True)
+    rgba = np.dstack([cat[:90, :120], np.tile(np.linspace(0, 255, 120, dtype=np.uint8), (90, 1))])
+    Image.fromarray(rgba, "RGBA").save(src / "d_rgba.png")
+    deep = (astro[:64, :80].astype(np.uint16) * 257)[..., ::-1]  # 16-bit, BGR for cv2
+    cv2.imwrite(str(src / "e16.png"), np.ascontiguousarray(deep))
+    (src / "f_corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
+    return src
+
+
+def test_threshold_cutout_of_a_mixed_folder(main, folder, tmp_path):
+    out = tmp_path / "out"
+    code = main(["cutout", str(folder), "--out", str(out), "--method", "threshold", "--quiet", "--batch-size", "4"])
+    assert code == 1, "one corrupt input: exit code 1, the rest written"
+    names = sorted(p.name for p in out.iterdir())
+    stems = ["a", "b", "c", "d_rgba", "e16"]
+    assert names == sorted(f"{s}_{r}.png" for s in stems for r in ("original", "cutout", "extracted", "mask"))
+    d_orig = Image.open(out / "d_rgba_original.png")
+    assert d_orig.mode == "RGBA", "alpha of an RGBA input is preserved in the original"
+    assert np.array_equal(np.asarray(d_orig)[..., 3], np.asarray(Image.open(folder / "d_rgba.png"))[..., 3])
+    cut = Image.open(out / "a_cutout.png")
+    assert cut.mode == "RGBA" and cut.size == (240, 200)
+    mask = np.asarray(Image.open(out / "a_mask.png"))
+    assert set(np.unique(mask)) <= {0, 255} and 0 < (mask == 255).mean() < 1
+    assert np.array_equal(np.asarray(cut)[..., 3], mask), "cut-out alpha is the saved mask"
+    meta = json.loads(cut.text["cleancut"])
+    assert meta["source"].endswith("a.png") and meta["method"] == "threshold"
+    e16 = np.asarray(Image.open(out / "e16_original.png").convert("RGB"))
+    assert np.abs(e16.astype(int) - photo_astro_crop(folder)).max() <= 1, "16-bit input decoded as such"
+
+
+def photo_astro_crop(folder):
+    return cv2.cvtColor(cv2.imread(str(folder / "e16.png"), cv2.IMREAD_UNCHANGED), cv2.COLOR_BGR2RGB) // 257
+
+
+def test_selected_roles_and_webp(main, folder, tmp_path):
+    out = tmp_path / "out"
+    code = main(["cutout", str(folder / "a.png"), str(folder / "c.webp"), "--out", str(out), "--method",
+                 "threshold", "--save", "cutout,mask", "--format", "webp (lossless)", "--quiet"])
+    assert code == 0
+    assert sorted(p.name for p in out.iterdir()) == ["a_cutout.webp", "a_mask.webp", "c_cutout.webp", "c_mask.webp"]
+
+
+def test_usage_errors(main, tmp_path):
+    assert main(["cutout", str(tmp_path / "nothing*.png"), "--out", str(tmp_path / "o"), "--quiet"]) == 2
+    img = tmp_path / "x.png"
+    Image.new("RGB", (8, 8)).save(img)
+    assert main(["cutout", str(img), "--out", str(tmp_path / "o"), "--save", "everything", "--quiet"]) == 2
+
+
+def test_console_entry_point_runs_as_a_module(tmp_path):
+    # `python -m cleancut` needs the package name: emulate the installed layout with a symlink.
+    (tmp_path / "cleancut").symlink_to(ROOT, target_is_directory=True)
+    res = subprocess.run([sys.executable, "-m", "cleancut", "--help"], cwd=tmp_path, capture_output=True, text=True)
+    assert res.returncode == 0 and "demo" in res.stdout and "cutout" in res.stdout

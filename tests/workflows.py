@@ -1,0 +1,121 @@
+"""UI-format workflows (what users drag into ComfyUI) -> API-format prompts, plus stand-ins for core nodes.
+
+The conversion follows the front end: widget values are listed in ``INPUT_TYPES`` order (required,
+then optional), skipping inputs that only take links; a widget converted to an input and linked takes
+the link. A workflow whose ``widgets_values`` count does not match its node's widgets is an error here,
+because in ComfyUI it would silently shift every value into the wrong widget.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from executor import PromptError
+from PIL import Image
+
+WIDGET_KINDS = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
+VIRTUAL = {"Note", "MarkdownNote", "Reroute"}
+UPLOAD_VALUES = {"image"}  # LoadImage saves the upload button's value after the file name
+
+
+def widget_names(cls) -> list[str]:
+    spec = cls.INPUT_TYPES()
+    names = []
+    for section in ("required", "optional"):
+        for name, (kind, *rest) in spec.get(section, {}).items():
+            opts = rest[0] if rest else {}
+            if (isinstance(kind, (list, tuple)) or kind in WIDGET_KINDS) and not opts.get("forceInput"):
+                names.append(name)
+    return names
+
+
+def ui_to_api(workflow: dict, classes: dict) -> dict:
+    links = {link[0]: (str(link[1]), link[2]) for link in workflow["links"]}
+    api = {}
+    for node in workflow["nodes"]:
+        if node["type"] in VIRTUAL or node.get("mode") in (2, 4):
+            continue
+        cls = classes.get(node["type"])
+        if cls is None:
+            raise PromptError(f"node {node['id']}: unknown node type {node['type']!r}")
+        names = widget_names(cls)
+        values = [v for v in node.get("widgets_values", []) if not (isinstance(v, str) and v in UPLOAD_VALUES
+                                                                    and node["type"] == "LoadImage")]
+        if len(values) != len(names):
+            raise PromptError(f"node {node['id']} ({node['type']}): {len(values)} widget values for "
+                              f"{len(names)} widgets {names}")
+        inputs = dict(zip(names, values, strict=True))
+        for inp in node.get("inputs", []):
+            if inp.get("link") is not None:
+                inputs[inp.get("widget", {}).get("name", inp["name"])] = list(links[inp["link"]])
+        api[str(node["id"])] = {"class_type": node["type"], "inputs": inputs}
+    return api
+
+
+def load(path: Path) -> dict:
+    return json.loads(Path(path).read_text())
+
+
+def core_stand_ins(input_dir: Path) -> dict:
+    """The few core nodes the example workflows use, with core's INPUT_TYPES (widgets in core's order)."""
+
+    class LoadImage:
+        CATEGORY, FUNCTION, RETURN_TYPES = "image", "load_image", ("IMAGE", "MASK")
+
+        @classmethod
+        def INPUT_TYPES(cls):
+            return {"required": {"image": (sorted(p.name for p in input_dir.iterdir()), {"image_upload": True})}}
+
+        def load_image(self, image):
+            im = Image.open(input_dir / image)
+            rgb = torch.from_numpy(np.asarray(im.convert("RGB"), dtype=np.float32) / 255)[None]
+            alpha = np.asarray(im.convert("RGBA"))[..., 3].astype(np.float32) / 255
+            return rgb, torch.from_numpy(1 - alpha)[None]
+
+    class EmptyImage:
+        CATEGORY, FUNCTION, RETURN_TYPES = "image", "generate", ("IMAGE",)
+
+        @classmethod
+        def INPUT_TYPES(cls):
+            return {"required": {"width": ("INT", {"default": 512, "min": 1, "max": 16384}),
+                                 "height": ("INT", {"default": 512, "min": 1, "max": 16384}),
+                                 "batch_size": ("INT", {"default": 1, "min": 1, "max": 4096}),
+                                 "color": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFF})}}
+
+        def generate(self, width, height, batch_size=1, color=0):
+            rgb = torch.tensor([(color >> 16) & 255, (color >> 8) & 255, color & 255]) / 255
+            return (rgb.expand(batch_size, height, width, 3).clone(),)
+
+    class RepeatImageBatch:
+        CATEGORY, FUNCTION, RETURN_TYPES = "image/batch", "repeat", ("IMAGE",)
+
+        @classmethod
+        def INPUT_TYPES(cls):
+            return {"required": {"image": ("IMAGE",), "amount": ("INT", {"default": 1, "min": 1, "max": 4096})}}
+
+        def repeat(self, image, amount):
+            return (image.repeat((amount, 1, 1, 1)),)
+
+    class SaveImage:
+        CATEGORY, FUNCTION, RETURN_TYPES, OUTPUT_NODE = "image", "save_images", (), True
+        saved: list = []
+
+        @classmethod
+        def INPUT_TYPES(cls):
+            return {"required": {"images": ("IMAGE",), "filename_prefix": ("STRING", {"default": "ComfyUI"})},
+                    "hidden": {"prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO"}}
+
+        def save_images(self, images, filename_prefix="ComfyUI", prompt=None, extra_pnginfo=None):
+            type(self).saved.append(images)
+            return {"ui": {"images": [{"filename": f"{filename_prefix}_{i}"} for i in range(len(images))]}}
+
+    class PreviewImage(SaveImage):
+        @classmethod
+        def INPUT_TYPES(cls):
+            return {"required": {"images": ("IMAGE",)}, "hidden": {"prompt": "PROMPT", "extra_pnginfo":
+                                                                    "EXTRA_PNGINFO"}}
+
+    return {c.__name__: c for c in (LoadImage, EmptyImage, RepeatImageBatch, SaveImage, PreviewImage)}
