@@ -85,6 +85,11 @@ def map_batches(image: Tensor, fn: Callable[..., Tensor], *, chunk: int | None =
     """
     device = compute_device() if device is None else device
     step = chunk or chunk_size(image)
+    if step >= image.shape[0]:  # one chunk: no preallocated copy needed
+        raise_if_cancelled()
+        result = fn(image.to(device, non_blocking=True), **params).to(image.device)
+        Progress(image.shape[0]).update(image.shape[0])
+        return result
     out = torch.empty_like(image)
     progress = Progress(image.shape[0])
     for start in range(0, image.shape[0], step):
