@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import cv2
 import numpy as np
 import torch
 from PIL import Image
@@ -18,7 +19,13 @@ def to_uint8(image: Tensor | np.ndarray) -> np.ndarray:
     """Float 0..1 (any shape, tensor or array) -> uint8 array, clamped and rounded to nearest."""
     if isinstance(image, Tensor):
         image = image.detach().to("cpu", torch.float32).numpy()
-    return np.clip(np.rint(np.asarray(image, dtype=np.float32) * 255.0), 0, 255).astype(np.uint8)
+    a = np.asarray(image, dtype=np.float32)
+    if a.ndim >= 2 and a.size and (a.ndim == 2 or a.shape[-1] <= 4):
+        # cv2's saturating, rounding convert is ~10x faster than NumPy's rint/clip/astype chain;
+        # negatives are zeroed first because it takes the absolute value. [.., H, W, C] -> [N, W, C].
+        rows = a.reshape(-1, a.shape[-2], a.shape[-1]) if a.ndim > 2 else a
+        return cv2.convertScaleAbs(np.maximum(rows, 0.0), alpha=255.0).reshape(a.shape)
+    return np.clip(np.rint(a * 255.0), 0, 255).astype(np.uint8)
 
 
 def tensor2np(batch: Tensor) -> list[np.ndarray]:
