@@ -1,0 +1,70 @@
+"""Render the README's pictures into docs/img/ by running each node on a scikit-image sample photo.
+
+    python tools/make_figures.py
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+from conftest import load_pack  # noqa: E402
+
+OUT = ROOT / "docs" / "img"
+
+
+def save(t: torch.Tensor, name: str) -> None:
+    img = Image.fromarray((t[0].clamp(0, 1).numpy() * 255 + 0.5).astype("uint8"))
+    if img.mode == "RGBA":  # show transparency on a light checkerboard
+        board = Image.new("RGBA", img.size, (255, 255, 255, 255))
+        tile = Image.new("RGBA", (16, 16), (210, 210, 210, 255))
+        for y in range(0, img.size[1], 16):
+            for x in range((y // 16) % 2 * 16, img.size[0], 32):
+                board.paste(tile, (x, y))
+        img = Image.alpha_composite(board, img)
+    img.convert("RGB").save(OUT / f"{name}.jpg", quality=82)
+
+
+def main() -> None:
+    pack = load_pack()
+    nodes = pack.NODE_CLASS_MAPPINGS
+    cli = __import__(pack.__name__ + ".cli", fromlist=["sample_batch"])
+    OUT.mkdir(parents=True, exist_ok=True)
+    photo = cli.sample_batch(256)[1:2]  # the cat
+    portrait = cli.sample_batch(256)[0:1]  # the astronaut
+
+    def compare(after, caption, before=photo):
+        return nodes["CleanCutCompare"]().run(before, after, caption)[0]
+
+    runs = {
+        "gamma_gain": (nodes["CleanCutGammaGain"]().run(photo, 1.6, 1.0)[0], "original | gamma 1.6"),
+        "saturation": (nodes["CleanCutSaturation"]().run(photo, 1.8)[0], "original | saturation 1.8"),
+        "clahe": (nodes["CleanCutCLAHE"]().run(photo, 3.0, 8)[0], "original | CLAHE clip 3, 8x8"),
+        "bilateral": (nodes["CleanCutBilateral"]().run(photo, 9, 75.0, 75.0)[0], "original | bilateral 9/75/75"),
+        "sharpen": (nodes["CleanCutSharpen"]().run(photo, 2.0, 2.0, 0)[0], "original | unsharp r2 x2"),
+    }
+    for name, (after, caption) in runs.items():
+        save(compare(after, caption), name)
+    _, comparison = nodes["CleanCutPreprocess"]().run(photo, bilateral_strength=30.0, saturation=1.3,
+                                                      clip_limit=2.0, tile_grid=8, sharpness=0.8, gamma=1.1,
+                                                      gain=1.0, sharpen_radius=2.0)
+    save(comparison, "preprocess")
+    cut, _, _ = nodes["CleanCutAlphaThreshold"]().run(portrait, "background", 90, 2)
+    save(compare(cut, "original | alpha threshold 90", portrait), "alpha_threshold")
+    if "CleanCutRembg" in nodes:
+        image, mask, extracted = nodes["CleanCutRembg"]().run(portrait, "u2netp", False, 240, 10, 10, False,
+                                                             False, "transparent")
+        mask_img = mask[..., None].expand(-1, -1, -1, 3)
+        row = compare(compare(mask_img, "", image), "", portrait)
+        save(compare(extracted, "original | cut-out | mask | extracted", row), "rembg")
+    print(f"figures in {OUT}")  # noqa: T201
+
+
+if __name__ == "__main__":
+    main()
