@@ -12,6 +12,8 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+import torch
+
 HIDDEN = {"PROMPT": "prompt", "EXTRA_PNGINFO": "extra_pnginfo", "UNIQUE_ID": "unique_id"}
 
 
@@ -117,7 +119,8 @@ def run_prompt(prompt: Mapping, classes: Mapping, extra_pnginfo: dict | None = N
                   for name, v in node["inputs"].items()}
         for name, key in cls.INPUT_TYPES().get("hidden", {}).items():
             kwargs[name] = {"PROMPT": prompt, "EXTRA_PNGINFO": extra_pnginfo, "UNIQUE_ID": node_id}.get(key)
-        out = getattr(cls(), cls.FUNCTION)(**kwargs)
+        with torch.inference_mode():  # as ComfyUI runs every node: tensors made inside are inference tensors
+            out = getattr(cls(), cls.FUNCTION)(**kwargs)
         if isinstance(out, dict):  # output nodes may return {"ui": ..., "result": (...)}
             run.ui[node_id] = out.get("ui", {})
             out = tuple(out.get("result", ()))

@@ -61,7 +61,8 @@ def test_filter_keeps_batch_order_device_and_input(pack, node_id, synthetic, dev
     x = torch.cat([synthetic, synthetic.flip(1)]).to(device)  # four distinct RGBA images
     before = x.clone()
     node = cls()
-    out = getattr(node, cls.FUNCTION)(image=x, **defaults(cls))
+    with torch.inference_mode():  # ComfyUI runs nodes in inference mode; worker threads do not inherit it
+        out = getattr(node, cls.FUNCTION)(image=x, **defaults(cls))
     assert len(out) == len(cls.RETURN_TYPES)
     img = out[0]
     assert torch.equal(x, before), "input tensor was modified"

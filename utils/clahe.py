@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 
 import cv2
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -60,6 +61,7 @@ def clahe(image: Tensor, clip_limit: float = 2.0, tile_grid: int = 8, backend: s
 def _clahe_opencv(rgb: Tensor, clip_limit: float, tile_grid: int) -> Tensor:
     """The reference itself: ``[B,H,W,3]`` -> ``[B,H,W,3]`` through cv2 on 8-bit images."""
     out = torch.empty(rgb.shape, dtype=torch.float32)  # preallocated on the CPU; each image lands in its slice
+    out_np = out.numpy()  # workers write through NumPy: ComfyUI's inference mode does not reach their threads
 
     def one(i: int) -> None:
         src = to_uint8(rgb[i])  # [H,W,3] uint8, rounded to nearest as the reference does
@@ -67,7 +69,7 @@ def _clahe_opencv(rgb: Tensor, clip_limit: float, tile_grid: int) -> Tensor:
         # A CLAHE object keeps scratch buffers, so each image (thread) gets its own; creating one is free.
         lab[..., 0] = cv2.createCLAHE(clip_limit, (tile_grid, tile_grid)).apply(lab[..., 0])
         rgb8 = cv2.cvtColor(lab, cv2.COLOR_LAB2RGB, dst=src)
-        torch.div(torch.from_numpy(rgb8), 255.0, out=out[i])  # one pass, no per-image tensor to stack
+        np.divide(rgb8, np.float32(255.0), out=out_np[i])  # one pass, no per-image tensor to stack
 
     # OpenCV's CLAHE takes one single-channel 2-D image, which forces a per-image loop. A few images in
     # flight overlap the single-threaded NumPy rounding of one with OpenCV's own threads on another.
