@@ -4,9 +4,9 @@ ComfyUI imports this folder by path under a generated module name, so every impo
 One table, ``NODES``, gives each node id its class and display name; both mapping dicts derive from it.
 """
 
-from .nodes import background, preprocess, save
+from .nodes import background, preprocess, rembg, save
 
-NODES = {**preprocess.NODES, **save.NODES, **background.NODES}
+NODES = {**preprocess.NODES, **save.NODES, **background.NODES, **rembg.NODES}
 
 NODE_CLASS_MAPPINGS = {node_id: cls for node_id, (cls, _) in NODES.items()}
 NODE_DISPLAY_NAME_MAPPINGS = {node_id: name for node_id, (_, name) in NODES.items()}

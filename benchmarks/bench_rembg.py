@@ -1,0 +1,130 @@
+"""Remove Background (rembg) node vs the rembg loops users run today, in one run.
+
+    python benchmarks/bench_rembg.py [--device cpu|cuda] [--repeat 3] [--quick]
+
+Needs rembg, onnxruntime and the u2netp model (found as the node finds it, e.g. ~/.u2net/u2netp.onnx;
+``cleancut models fetch u2netp`` provides it). Baselines, each with the tensor <-> PIL conversions a
+node needs:
+
+* cached session: ``rembg.remove(pil, session=s)`` per image with one ``new_session`` made beforehand
+  (what a careful user writes);
+* new session per image: ``rembg.remove(pil, session=new_session(model))`` per image (what WAS-style
+  nodes do);
+* alpha matting: ``rembg.remove(pil, session=s, alpha_matting=True)`` per image, cached session.
+
+Timings interleave the candidates round by round and keep each one's best round, so a busy machine
+slows all of them alike. The parity columns compare the node's alpha with rembg's on the same images.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+from common import arguments, load_pack, photo_batch
+from PIL import Image
+
+
+def to_pil(t: torch.Tensor) -> Image.Image:  # what WAS and many packs do
+    return Image.fromarray(np.clip(255.0 * t.cpu().numpy(), 0, 255).astype(np.uint8))
+
+
+def to_tensors(cutout: Image.Image) -> tuple[torch.Tensor, torch.Tensor]:
+    rgba = torch.from_numpy(np.asarray(cutout.convert("RGBA")).astype(np.float32) / 255.0)
+    return rgba.unsqueeze(0), rgba[..., 3].unsqueeze(0)
+
+
+def rembg_loop(batch: torch.Tensor, session_for, **options):
+    images, masks = [], []
+    for t in batch:
+        import rembg
+
+        image, mask = to_tensors(rembg.remove(to_pil(t), session=session_for(), **options))
+        images.append(image)
+        masks.append(mask)
+    return torch.cat(images), torch.cat(masks)
+
+
+def best_times(candidates: dict, repeat: int) -> dict:
+    """Best wall time per candidate over ``repeat`` interleaved rounds (after one warm-up round)."""
+    for fn in candidates.values():
+        fn()
+    best = dict.fromkeys(candidates, float("inf"))
+    for _ in range(repeat):
+        for name, fn in candidates.items():
+            t0 = time.perf_counter()
+            fn()
+            best[name] = min(best[name], time.perf_counter() - t0)
+    return best
+
+
+def parity(ours: torch.Tensor, ref: torch.Tensor) -> tuple[float, float]:
+    """Mean absolute alpha difference (in 1/255 steps) and IoU of alpha > 0.5."""
+    a, b = ours.float().cpu(), ref.float().cpu()
+    inter = ((a > 0.5) & (b > 0.5)).sum().item()
+    union = ((a > 0.5) | (b > 0.5)).sum().item()
+    return (a - b).abs().mean().item() * 255, inter / max(union, 1)
+
+
+def main() -> None:
+    args = arguments(__doc__.splitlines()[0])
+    import rembg
+
+    pack = load_pack()
+    node = pack.NODE_CLASS_MAPPINGS["CleanCutRembg"]()
+    sessions = __import__(f"{pack.__name__}.utils.sessions", fromlist=["x"])
+    model = "u2netp"
+    n, size = (4, 512) if args.quick else (8, 1024)
+    batch = photo_batch(n, size, device=args.device)
+    defaults = dict(model=model, alpha_matting=False, alpha_matting_foreground_threshold=240,
+                    alpha_matting_background_threshold=10, alpha_matting_erode_size=10, only_mask=False,
+                    post_process_mask=False, background="transparent")
+    providers = list(sessions.default_providers())  # the baselines get the providers the node uses
+    cached = rembg.new_session(model, providers=providers)
+    ours = lambda: node.run(batch, **defaults)  # noqa: E731
+    runs = best_times({
+        "ours": ours,
+        "cached": lambda: rembg_loop(batch, lambda: cached),
+        "new": lambda: rembg_loop(batch, lambda: rembg.new_session(model, providers=providers)),
+    }, args.repeat)
+    _, our_mask, _ = ours()
+    _, ref_mask = rembg_loop(batch, lambda: cached)
+    x = np.zeros((1, 3, 320, 320), np.float32)
+    name = cached.inner_session.get_inputs()[0].name
+    model_only = best_times({"run": lambda: [cached.inner_session.run(None, {name: x}) for _ in range(n)]},
+                            args.repeat)["run"]
+    rows = [(f"u2netp {size}²×{n}, vs rembg.remove, cached session", runs["ours"], runs["cached"], n,
+             parity(our_mask, ref_mask)),
+            (f"u2netp {size}²×{n}, vs rembg.remove, new session per image", runs["ours"], runs["new"], n,
+             parity(our_mask, ref_mask))]
+
+    mn, msize = (2, 256) if args.quick else (4, 512)
+    small = photo_batch(mn, msize, device=args.device)
+    matting = {**defaults, "alpha_matting": True}
+    runs = best_times({
+        "ours": lambda: node.run(small, **matting),
+        "rembg": lambda: rembg_loop(small, lambda: cached, alpha_matting=True),
+    }, max(1, args.repeat - 1))
+    _, our_mask, _ = node.run(small, **matting)
+    _, ref_mask = rembg_loop(small, lambda: cached, alpha_matting=True)
+    rows.append((f"u2netp + alpha matting {msize}²×{mn}, vs rembg.remove(alpha_matting=True)", runs["ours"],
+                 runs["rembg"], mn, parity(our_mask, ref_mask)))
+
+    _, parallel, threads = sessions.plan(model, n)
+    print(f"device {args.device}; onnxruntime providers {', '.join(providers)}; {sessions.cpu_count()} CPU cores; "
+          f"node runs {parallel} image(s) at once, {threads or 'default'} thread(s) each")
+    print()
+    print("| case | CleanCut ms/img | rembg ms/img | speed-up | alpha mean abs diff (/255) | IoU(alpha>0.5) |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for case, t_ours, t_ref, count, (diff, iou) in rows:
+        print(f"| {case} | {1000 * t_ours / count:.0f} | {1000 * t_ref / count:.0f} | {t_ref / t_ours:.2f}x | "
+              f"{diff:.3f} | {iou:.4f} |")
+    print()
+    print(f"The model alone (rembg's cached onnxruntime session, run() per image, no pre/post-processing): "
+          f"{1000 * model_only / n:.0f} ms/img, so no pipeline around it can beat the cached-session loop by "
+          f"more than {rows[0][2] / model_only:.2f}x on this machine.")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,437 @@
+"""Remove Background (rembg): parity with rembg.remove, the batched pre/post-processing, sessions, errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from conftest import PACK, ROOT
+from modelfiles import u2netp_fixture  # noqa: F401 - provides the fixture u2netp
+from PIL import Image
+
+rb, lanczos, sessions, models = PACK.utils.rembg_batch, PACK.utils.lanczos, PACK.utils.sessions, PACK.utils.models
+NODE = PACK.NODE_CLASS_MAPPINGS["CleanCutRembg"]
+DEFAULTS = dict(model="u2netp", alpha_matting=False, alpha_matting_foreground_threshold=240,
+                alpha_matting_background_threshold=10, alpha_matting_erode_size=10, only_mask=False,
+                post_process_mask=False, background="transparent")
+WHITE, BLACK = (255, 255, 255, 255), (0, 0, 0, 255)
+
+
+def run(images, **options):
+    return NODE().run(images, **{**DEFAULTS, **options})
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    return ((a > 0.5) & (b > 0.5)).sum() / max(1, ((a > 0.5) | (b > 0.5)).sum())
+
+
+_REFS: dict = {}
+
+
+def rembg_reference(images: torch.Tensor, **options) -> list[np.ndarray]:
+    """``rembg.remove`` per image (uint8 arrays, as rembg receives them), float 0..1; cached per call."""
+    import rembg
+
+    key = (images.data_ptr(), tuple(images.shape), json.dumps(options, sort_keys=True))
+    if key not in _REFS:
+        session = rembg.new_session("u2netp", providers=["CPUExecutionProvider"])
+        arrays = PACK.utils.bridges.tensor2np(images)
+        _REFS[key] = [rembg.remove(a, session=session, **options).astype(np.float64) / 255.0 for a in arrays]
+    return _REFS[key]
+
+
+@pytest.fixture(scope="module")
+def matting_photos(photos):
+    """Smaller crops for alpha matting (the solve dominates): 256 x 320."""
+    return photos[:, :256, :320].contiguous()
+
+
+# ---- parity with rembg.remove (the real u2netp model) ----
+
+@pytest.mark.model
+@pytest.mark.parametrize("post", [False, True])
+def test_cutout_matches_rembg(u2netp, photos, post):
+    cutout, mask, extracted = run(photos, post_process_mask=post)
+    refs = rembg_reference(photos, post_process_mask=post)
+    assert cutout.shape == (*photos.shape[:3], 4) and mask.shape == photos.shape[:3]
+    for i, ref in enumerate(refs):
+        alpha = cutout[i, ..., 3].double().numpy()
+        assert np.abs(alpha - ref[..., 3]).mean() <= 1 / 255 and iou(alpha, ref[..., 3]) >= 0.995
+        assert np.array_equal(mask[i].numpy(), cutout[i, ..., 3].numpy())
+        # rembg's naive cut-out stores colour * alpha; ours keeps straight colour: compare premultiplied
+        premultiplied = cutout[i, ..., :3].double().numpy() * alpha[..., None]
+        assert np.abs(premultiplied - ref[..., :3]).max() <= 1 / 255 + 1e-6
+        assert torch.equal(cutout[i, ..., :3], photos[i])
+    if post:
+        assert set(np.unique(mask.numpy())) <= {0.0, 1.0}
+
+
+@pytest.mark.model
+def test_masks_are_rembgs_bit_for_bit(u2netp, photos):
+    _, mask, extracted = run(photos)
+    for i, ref in enumerate(rembg_reference(photos)):
+        assert np.array_equal(np.rint(mask[i].numpy() * 255), np.rint(ref[..., 3] * 255))
+    for i, ref in enumerate(rembg_reference(photos, post_process_mask=True)):
+        assert np.array_equal(extracted[i, ..., 3].numpy(), ref[..., 3].astype(np.float32))  # binary: exact
+
+
+@pytest.mark.model
+def test_only_mask_matches_rembg(u2netp, photos):
+    image, mask, _ = run(photos, only_mask=True, alpha_matting=True)  # rembg ignores matting here too
+    assert image.shape == (*photos.shape[:3], 3)
+    for i, ref in enumerate(rembg_reference(photos, only_mask=True)):
+        assert np.abs(image[i, ..., 0].double().numpy() - ref).mean() <= 1 / 255
+        assert iou(image[i, ..., 0].numpy(), ref) >= 0.995
+        assert torch.equal(image[i, ..., 0], image[i, ..., 2]) and torch.equal(image[i, ..., 0], mask[i])
+
+
+@pytest.mark.model
+@pytest.mark.parametrize("background, bgcolor", [("white", WHITE), ("black", BLACK)])
+def test_background_colour_matches_rembg(u2netp, photos, background, bgcolor):
+    image, mask, _ = run(photos, background=background)
+    assert image.shape == (*photos.shape[:3], 3)
+    colour = bgcolor[0] / 255
+    for i, ref in enumerate(rembg_reference(photos, bgcolor=bgcolor)):
+        a = mask[i].double().numpy()[..., None]
+        ours = image[i].double().numpy()
+        expected = photos[i].double().numpy() * a + colour * (1 - a)  # straight alpha, composited once
+        assert np.abs(ours - expected).max() < 1e-5
+        # rembg multiplies colour by alpha twice (naive cut-out, then alpha_composite): equal where the
+        # mask is 0 or 1, apart by at most colour * a * (1 - a) <= 1/4 on soft edges
+        hard = (a[..., 0] < 0.5 / 255) | (a[..., 0] > 254.5 / 255)
+        assert np.abs(ours - ref[..., :3])[hard].max() <= 1.01 / 255
+        assert np.abs(ours - ref[..., :3]).mean() <= 6 / 255
+        assert (ref[..., 3] == 1).all()
+
+
+@pytest.mark.model
+@pytest.mark.parametrize("fg, bg, erode", [(240, 10, 10), (200, 40, 3)])
+def test_alpha_matting_matches_rembg(u2netp, matting_photos, fg, bg, erode):
+    settings = dict(alpha_matting_foreground_threshold=fg, alpha_matting_background_threshold=bg,
+                    alpha_matting_erode_size=erode)
+    cutout, mask, _ = run(matting_photos, alpha_matting=True, **settings)
+    for i, ref in enumerate(rembg_reference(matting_photos, alpha_matting=True, **settings)):
+        alpha = mask[i].double().numpy()
+        assert np.abs(alpha - ref[..., 3]).mean() <= 3 / 255 and iou(alpha, ref[..., 3]) >= 0.99
+        assert np.abs(alpha - ref[..., 3]).max() <= 2 / 255  # rembg truncates to 8 bits; solver tolerance
+        colour = cutout[i, ..., :3].double().numpy()
+        assert np.abs(colour - ref[..., :3])[alpha > 0.5].mean() <= 3 / 255  # estimated foreground colour
+        visible = np.abs(colour * alpha[..., None] - ref[..., :3] * ref[..., 3:])  # what a composite shows
+        assert visible.mean() <= 1 / 255
+
+
+@pytest.mark.model
+def test_matting_settings_change_the_result(u2netp, matting_photos):
+    """The seed app's sliders did nothing (wrong keyword names): here each one changes the matte, as in rembg."""
+    x = matting_photos[:2]
+    base = run(x, alpha_matting=True)[1]
+    for name, value in [("alpha_matting_foreground_threshold", 180), ("alpha_matting_background_threshold", 60),
+                        ("alpha_matting_erode_size", 25)]:
+        changed = run(x, alpha_matting=True, **{name: value})[1]
+        assert ((changed - base).abs() > 2 / 255).float().mean() > 1e-3, f"{name} has no effect"
+        ref = rembg_reference(x[:1], alpha_matting=True, **{name: value})[0][..., 3]
+        assert np.abs(changed[0].double().numpy() - ref).mean() <= 3 / 255 and iou(changed[0].numpy(), ref) >= 0.99
+    assert not torch.equal(base, run(x)[1])  # matting itself changes the edge
+
+
+@pytest.mark.model
+def test_batch_equals_one_by_one_in_order_and_input_untouched(u2netp, photos):
+    x = photos.flip(0).contiguous()
+    before = x.clone()
+    cutout, mask, extracted = run(x, post_process_mask=False)
+    assert torch.equal(x, before)
+    assert cutout.dtype == x.dtype and cutout.device == x.device and cutout.shape[0] == x.shape[0]
+    for i in range(x.shape[0]):
+        alone = run(x[i:i + 1])
+        assert torch.equal(alone[0][0], cutout[i]) and torch.equal(alone[1][0], mask[i])
+        assert torch.equal(alone[2][0], extracted[i])
+
+
+@pytest.mark.model
+def test_extracted_takes_the_original_pixels(u2netp, photos):
+    processed = (photos * 0.8).clamp(0, 1)
+    _, _, extracted = run(processed, original=photos)
+    _, _, ref = run(processed, post_process_mask=True)
+    assert torch.equal(extracted[..., :3], photos)
+    assert torch.equal(extracted[..., 3], ref[..., 3])  # the post-processed binary mask of `images`
+    _, _, one = run(processed, original=photos[:1])  # one original pairs with every image
+    assert torch.equal(one[..., :3], photos[:1].expand_as(photos))
+
+
+@pytest.mark.model
+def test_rgba_input_keeps_its_transparency(u2netp, photos):
+    alpha_in = torch.zeros(photos.shape[:3])
+    alpha_in[:, :, : photos.shape[2] // 2] = 1.0  # left half opaque
+    cutout, mask, _ = run(torch.cat([photos, alpha_in.unsqueeze(-1)], dim=-1))
+    _, plain, _ = run(photos)
+    assert torch.equal(mask, plain * alpha_in) and torch.equal(cutout[..., 3], mask)
+
+
+@pytest.mark.model
+def test_progress_and_cancel_per_image(u2netp, photos, monkeypatch):
+    updates, checks = [], []
+
+    class Recording(PACK.utils.runtime.Progress):
+        def update(self, n=1):
+            super().update(n)
+            updates.append(self.done)
+
+    def cancel_on_third():
+        checks.append(1)
+        if len(checks) == 3:
+            raise InterruptedError("cancelled")
+    monkeypatch.setattr(rb.runtime, "Progress", Recording)
+    run(photos)
+    assert updates[-1] == photos.shape[0] and updates == sorted(updates) and len(updates) == photos.shape[0]
+    monkeypatch.setattr(rb.runtime, "raise_if_cancelled", cancel_on_third)
+    updates.clear()
+    with pytest.raises(InterruptedError):
+        run(torch.cat([photos, photos]))  # 8 images: checked before each image's result
+    assert len(checks) == 3 and updates[-1] < 8  # stopped early; queued runs were dropped
+
+
+@pytest.mark.model
+@pytest.mark.gpu
+def test_cuda_matches_cpu(u2netp, photos, monkeypatch):
+    if not torch.cuda.is_available():
+        pytest.skip("CUDA is not available")
+    on_gpu = run(photos.cuda(), post_process_mask=True)
+    monkeypatch.setattr(rb.runtime, "compute_device", lambda: torch.device("cpu"))
+    on_cpu = run(photos, post_process_mask=True)
+    for g, c in zip(on_gpu, on_cpu, strict=True):
+        assert g.device.type == "cuda" and (g.cpu() - c).abs().mean() <= 1 / 255
+
+
+@pytest.mark.model
+def test_node_equals_utils(u2netp, photos):
+    out = run(photos, background="black", post_process_mask=True)
+    ref = rb.remove_background(photos, "u2netp", background="black", post_process_mask=True)
+    assert all(torch.equal(a, b) for a, b in zip(out, ref, strict=True))
+
+
+@pytest.mark.model
+def test_sessions_are_created_once_per_model_and_providers(u2netp, photos, monkeypatch):
+    ort = sessions.onnxruntime()
+    made = []
+    real = ort.InferenceSession
+    monkeypatch.setattr(ort, "InferenceSession", lambda *a, **k: made.append(a) or real(*a, **k))
+    sessions.get_session.cache_clear()
+    run(photos[:2])
+    run(photos[:2], only_mask=True)
+    run(photos[:2], background="white")
+    assert len(made) == 1
+    first = sessions.get_session("u2netp", ("CPUExecutionProvider",), 1)
+    assert sessions.get_session("u2netp", ("CPUExecutionProvider",), 1) is first
+    sessions.get_session.cache_clear()  # frees them
+    assert sessions.get_session("u2netp", ("CPUExecutionProvider",), 1) is not first
+
+
+# ---- the batched pre/post-processing against PIL / rembg, without the model ----
+
+SIZES = [(1024, 1024, 320, 320), (300, 451, 320, 320), (451, 300, 320, 320), (320, 320, 300, 451),
+         (320, 320, 451, 300), (7, 5, 320, 320), (320, 320, 2, 3), (200, 100, 100, 80), (100, 100, 110, 120)]
+
+
+@pytest.mark.parametrize("h, w, out_h, out_w", SIZES + [tuple(int(v) for v in np.random.default_rng(s).integers(
+    1, 400, 4)) for s in range(12)])
+def test_lanczos_equals_pillow(photo_arrays, h, w, out_h, out_w):
+    rgb = np.asarray(Image.fromarray(photo_arrays["astronaut"]).resize((w, h), Image.BILINEAR))
+    ref = np.asarray(Image.fromarray(rgb).resize((out_w, out_h), Image.LANCZOS))
+    ours = lanczos.resize_uint8(torch.from_numpy(rgb.copy()).float()[None], out_h, out_w)[0]
+    assert np.array_equal(ours.numpy(), ref.astype(np.float32))
+    grey = np.asarray(Image.fromarray(rgb[..., 0].copy()).resize((out_w, out_h), Image.LANCZOS))
+    assert np.array_equal(lanczos.resize_uint8(torch.from_numpy(rgb[..., 0].copy()).float()[None], out_h, out_w)[0]
+                          .numpy(), grey.astype(np.float32))
+
+
+def test_lanczos_float64_path_equals_the_float32_halves(photos, monkeypatch):
+    down = lanczos.resize_uint8(photos, 320, 320, unit=True)
+    up = lanczos.resize_uint8(down[..., 0], 300, 451)
+    monkeypatch.setattr(lanczos, "_use_float32", lambda device: False)  # the GPU path, on the CPU
+    lanczos._weights_on.cache_clear()
+    try:
+        assert torch.equal(lanczos.resize_uint8(photos, 320, 320, unit=True), down)
+        assert torch.equal(lanczos.resize_uint8(down[..., 0], 300, 451), up)
+    finally:
+        lanczos._weights_on.cache_clear()
+
+
+def test_lanczos_rounds_unit_images_like_to_uint8(photos):
+    u8 = torch.from_numpy(np.stack(PACK.utils.bridges.tensor2np(photos))).float()
+    assert torch.equal(lanczos.resize_uint8(photos, 320, 320, unit=True), lanczos.resize_uint8(u8, 320, 320))
+    assert torch.equal(lanczos.resize_uint8(photos, 300, 451, unit=True), u8)  # same size: just rounded
+
+
+def test_model_input_equals_rembg_normalize(photos):
+    pytest.importorskip("rembg")
+    from rembg.sessions.base import BaseSession
+
+    class Stub(BaseSession):  # normalize() only reads the input name from the inner session
+        def __init__(self):
+            self.inner_session = type("S", (), {"get_inputs": lambda s: [type("I", (), {"name": "x"})()]})()
+
+    for name in ("u2netp", "isnet-general-use", "isnet-anime", "birefnet-general"):
+        spec = models.MODELS[name]
+        ours = rb.model_input(photos[:2], spec).numpy()
+        for i, arr in enumerate(PACK.utils.bridges.tensor2np(photos[:2])):
+            ref = Stub().normalize(Image.fromarray(arr), spec.mean, spec.std, (spec.size, spec.size))["x"]
+            assert np.array_equal(ours[i:i + 1], ref), name
+
+
+@pytest.mark.parametrize("sigmoid", [False, True])
+def test_mask_from_output_equals_rembg_predict(sigmoid):
+    spec = models.MODELS["birefnet-general" if sigmoid else "u2netp"]
+    g = torch.Generator().manual_seed(1)
+    pred = torch.randn(2, 320, 320, generator=g).cumsum(1).cumsum(2) / 40  # smooth, like a real output
+    ours = rb.mask_from_output(pred, spec, 300, 451)
+    for i in range(2):
+        p = pred[i].numpy()
+        p = 1 / (1 + np.exp(-p)) if sigmoid else p
+        p = (p - p.min()) / (p.max() - p.min())
+        ref = Image.fromarray((p * 255).astype("uint8"), mode="L").resize((451, 300), Image.LANCZOS)
+        diff = np.abs(ours[i].numpy() - np.asarray(ref))
+        # NumPy's and torch's float32 exp may differ in the last bit, rarely moving a level: sigmoid only
+        assert diff.max() <= (1 if sigmoid else 0) and (diff > 0).mean() < 1e-3
+    assert rb.mask_from_output(torch.zeros(1, 8, 8), spec, 4, 4).eq(0).all()  # constant output: empty mask
+
+
+@pytest.mark.parametrize("backend", ["opencv", "torch"])
+def test_post_process_equals_rembg(photo_arrays, monkeypatch, backend):
+    pytest.importorskip("rembg")
+    from rembg.bg import post_process
+
+    monkeypatch.setenv("CLEANCUT_BACKEND", backend)
+    rng = np.random.default_rng(0)
+    masks = [np.asarray(Image.fromarray(a[..., 1]).resize((97, 64))) for a in photo_arrays.values()]
+    masks += [rng.integers(0, 256, (37, 50)).astype(np.uint8), (rng.random((60, 61)) > 0.5).astype(np.uint8) * 255]
+    for m in masks:
+        ours = rb.post_process(torch.from_numpy(m.copy()).float()[None])[0]
+        assert np.array_equal(ours.numpy(), post_process(m).astype(np.float32))
+
+
+# ---- errors, settings, sessions, laziness ----
+
+@pytest.mark.parametrize("bad, match", [(torch.rand(1, 8, 8, 1), "channels"), (torch.rand(0, 8, 8, 3), "empty"),
+                                        (torch.full((1, 8, 8, 3), float("nan")), "NaN"),
+                                        (torch.rand(8, 8, 3), "IMAGE batch")])
+def test_bad_images_are_value_errors_naming_the_input(bad, match):
+    with pytest.raises(ValueError, match=f"images: .*{match}"):
+        run(bad)
+    with pytest.raises(ValueError, match=f"original: .*{match}"):
+        run(torch.rand(1, 8, 8, 3), original=bad)
+
+
+@pytest.mark.parametrize("original", [torch.rand(1, 9, 8, 3), torch.rand(3, 8, 8, 3)])
+def test_mismatched_original_is_a_value_error(original):
+    with pytest.raises(ValueError, match="original: .*do not match images"):
+        run(torch.rand(2, 8, 8, 3), original=original)
+
+
+@pytest.mark.parametrize("name, value", [("alpha_matting_foreground_threshold", 256),
+                                         ("alpha_matting_background_threshold", -1),
+                                         ("alpha_matting_erode_size", 41), ("model", "u3net"),
+                                         ("background", "green"), ("only_mask", 1)])
+def test_out_of_range_settings_are_value_errors(name, value):
+    with pytest.raises(ValueError, match=name):
+        run(torch.rand(1, 8, 8, 3), **{name: value})
+    if name != "only_mask":
+        with pytest.raises(ValueError, match=name):
+            rb.remove_background(torch.rand(1, 8, 8, 3), **{**DEFAULTS, name: value})
+
+
+def test_missing_model_is_a_runtime_error_with_path_md5_and_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("U2NET_HOME", str(tmp_path))
+    sessions.get_session.cache_clear()
+    with pytest.raises(RuntimeError) as err:
+        run(torch.rand(1, 16, 16, 3))
+    msg = str(err.value)
+    assert "u2netp.onnx" in msg and models.MODELS["u2netp"].md5 in msg and str(tmp_path) in msg
+    assert "cleancut models fetch u2netp" in msg
+
+
+def test_corrupt_model_through_the_node(tmp_path, monkeypatch):
+    monkeypatch.setenv("U2NET_HOME", str(tmp_path))
+    (tmp_path / "u2netp.onnx").write_bytes(b"\x00" * 1000)
+    sessions.get_session.cache_clear()
+    with pytest.raises(RuntimeError, match=f"{tmp_path / 'u2netp.onnx'} is corrupt.*{models.MODELS['u2netp'].md5}"):
+        run(torch.rand(1, 16, 16, 3))
+
+
+def test_missing_onnxruntime_is_a_clear_runtime_error(monkeypatch):
+    real = sessions.importlib.import_module
+
+    def no_ort(name, *a):
+        if name == "onnxruntime":
+            raise ImportError("No module named 'onnxruntime'")
+        return real(name, *a)
+    monkeypatch.setattr(sessions.importlib, "import_module", no_ort)
+    with pytest.raises(RuntimeError, match="onnxruntime is not installed.*onnxruntime-gpu.*onnxruntime"):
+        run(torch.rand(1, 8, 8, 3))
+
+
+class _FakeOrt:
+    def __init__(self, providers):
+        self.providers = providers
+
+    def get_available_providers(self):
+        return self.providers
+
+
+@pytest.mark.parametrize("torch_device, available, expected, warns", [
+    ("cuda", ["CUDAExecutionProvider", "CPUExecutionProvider"], ("CUDAExecutionProvider", "CPUExecutionProvider"),
+     False),
+    ("cuda", ["CPUExecutionProvider"], ("CPUExecutionProvider",), True),  # the onnxruntime-gpu conflict
+    ("cpu", ["CUDAExecutionProvider", "CPUExecutionProvider"], ("CPUExecutionProvider",), False),
+    ("cpu", ["CPUExecutionProvider"], ("CPUExecutionProvider",), False),
+])
+def test_provider_choice_and_the_cpu_only_warning(monkeypatch, caplog, torch_device, available, expected, warns):
+    monkeypatch.setattr(sessions, "onnxruntime", lambda: _FakeOrt(available))
+    monkeypatch.setattr(sessions.runtime, "compute_device", lambda: torch.device(torch_device))
+    sessions._warn_cpu_only_once.cache_clear()
+    with caplog.at_level("WARNING", logger="cleancut"):
+        assert sessions.default_providers() == expected
+        assert sessions.default_providers() == expected  # asked twice, warned at most once
+    messages = [r.getMessage() for r in caplog.records if "onnxruntime offers only the CPU" in r.getMessage()]
+    assert len(messages) == (1 if warns else 0)
+    if warns:
+        assert "pip uninstall -y onnxruntime onnxruntime-gpu && pip install onnxruntime-gpu" in messages[0]
+    sessions._warn_cpu_only_once.cache_clear()
+
+
+def test_plan_runs_small_models_in_parallel_on_the_cpu(monkeypatch):
+    monkeypatch.setattr(sessions, "default_providers", lambda: ("CPUExecutionProvider",))
+    monkeypatch.setattr(sessions, "cpu_count", lambda: 8)
+    assert sessions.plan("u2netp", 16) == (("CPUExecutionProvider",), 4, 2)
+    assert sessions.plan("u2netp", 1) == (("CPUExecutionProvider",), 1, 0)  # one image: every core on it
+    assert sessions.plan("birefnet-general", 16) == (("CPUExecutionProvider",), 1, 0)
+    monkeypatch.setattr(sessions, "default_providers", lambda: ("CUDAExecutionProvider", "CPUExecutionProvider"))
+    assert sessions.plan("u2netp", 16)[1:] == (1, 0)
+
+
+def test_importing_the_pack_imports_neither_rembg_nor_onnxruntime():
+    code = ("import sys, importlib.util; sys.path.insert(0, 'tests'); from conftest import load_pack; "
+            "p = load_pack(); assert 'CleanCutRembg' in p.NODE_CLASS_MAPPINGS; "
+            "print(sorted(m for m in ('rembg', 'onnxruntime', 'pymatting') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "PYTHONPATH": str(ROOT / "tests")})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+
+
+def test_threshold_tooltips_say_direction_and_units():
+    spec = NODE.INPUT_TYPES()["required"]
+    for name in ("alpha_matting_foreground_threshold", "alpha_matting_background_threshold"):
+        tip = spec[name][1]["tooltip"]
+        assert "0-255" in tip and ("above" in tip or "below" in tip) and ("Higher" in tip or "Lower" in tip)
+    assert "pixels" in spec["alpha_matting_erode_size"][1]["tooltip"]
+    assert list(spec)[:9] == ["images", "model", "alpha_matting", "alpha_matting_foreground_threshold",
+                              "alpha_matting_background_threshold", "alpha_matting_erode_size", "only_mask",
+                              "post_process_mask", "background"]
+    assert spec["model"][0][0] == "u2netp" and "original" in NODE.INPUT_TYPES()["optional"]
+    assert NODE.CATEGORY == "CleanCut/background" and NODE.RETURN_TYPES == ("IMAGE", "MASK", "IMAGE")
+    assert PACK.NODE_DISPLAY_NAME_MAPPINGS["CleanCutRembg"] == "Remove Background (rembg)"

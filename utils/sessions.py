@@ -1,0 +1,119 @@
+"""ONNX Runtime sessions for rembg models: imported lazily, created once per key, providers decided here.
+
+``onnxruntime`` is imported on first use, never when ComfyUI loads the pack. The execution providers are
+chosen in one place, :func:`default_providers`: CUDA when onnxruntime offers it *and* torch works on a
+GPU, else CPU. When torch has a GPU but onnxruntime offers only the CPU, one warning says why (the CPU
+``onnxruntime`` wheel shadows ``onnxruntime-gpu``) and how to fix it.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import logging
+import os
+
+from . import models, runtime
+
+log = logging.getLogger("cleancut")
+
+CPU = "CPUExecutionProvider"
+CUDA = "CUDAExecutionProvider"
+GPU_FIX = ("pip uninstall -y onnxruntime onnxruntime-gpu && pip install onnxruntime-gpu  "
+           "(with ComfyUI's Python; the CPU wheel 'onnxruntime' and 'onnxruntime-gpu' share one folder, so "
+           "whichever was installed last wins)")
+MAX_PARALLEL = 4  # concurrent single-image runs on the CPU (each holds its own activations)
+
+
+def onnxruntime():
+    """The ``onnxruntime`` module, imported on first use.
+
+    Raises:
+        RuntimeError: it is not installed (rembg itself would ``sys.exit(1)`` here); says what to install.
+    """
+    try:
+        return importlib.import_module("onnxruntime")
+    except ImportError as exc:
+        raise RuntimeError("onnxruntime is not installed, and rembg models need it. Install one of: "
+                           "'pip install onnxruntime-gpu' (NVIDIA GPU) or 'pip install onnxruntime' (CPU), "
+                           "with ComfyUI's Python, then restart ComfyUI.") from exc
+
+
+def cpu_count() -> int:
+    """CPU cores this process may use (the affinity mask, as containers set it)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # macOS, Windows
+        return max(1, os.cpu_count() or 1)
+
+
+@functools.cache  # once per process
+def _warn_cpu_only_once() -> None:
+    log.warning("CleanCut: torch sees a GPU but onnxruntime offers only the CPU, so rembg models run on the "
+                "CPU (10-50x slower). Fix: %s.", GPU_FIX)
+
+
+def default_providers() -> tuple[str, ...]:
+    """Execution providers for new sessions: ``(CUDA, CPU)`` when both onnxruntime and torch have a GPU.
+
+    The only place that decides. Torch's view comes from :func:`runtime.compute_device`, so ComfyUI's
+    ``--cpu`` keeps rembg on the CPU too. Warns once when torch has a GPU but onnxruntime has no CUDA.
+    """
+    available = onnxruntime().get_available_providers()
+    if runtime.compute_device().type != "cuda":
+        return (CPU,)
+    if CUDA in available:
+        return (CUDA, CPU)
+    _warn_cpu_only_once()
+    return (CPU,)
+
+
+@functools.cache  # keyed by (model, providers, threads): never a session per image or per call
+def get_session(model: str, providers: tuple[str, ...], threads: int = 0):
+    """An ``onnxruntime.InferenceSession`` for ``model``, created once and reused; ``cache_clear`` frees all.
+
+    Args:
+        model: a name from :data:`models.MODELS`; its file is located and md5-verified first.
+        providers: execution providers, normally :func:`default_providers`.
+        threads: intra-op threads on the CPU (0 = onnxruntime's default, one per core).
+    Raises:
+        RuntimeError: onnxruntime missing, or the model file missing / corrupt (path, md5, folder).
+    """
+    ort = onnxruntime()
+    path = models.model_path(model)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    if threads:  # pinned threads must not spin while a sibling run or torch needs the core
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    opts.log_severity_level = 3
+    provider_list = [(p, {"device_id": runtime.compute_device().index or 0}) if p == CUDA else p
+                     for p in providers]
+    session = ort.InferenceSession(str(path), sess_options=opts, providers=provider_list)
+    if CUDA in providers and CUDA not in session.get_providers():
+        log.warning("CleanCut: onnxruntime could not start CUDA for '%s' (usually missing or mismatched CUDA / "
+                    "cuDNN libraries for this onnxruntime-gpu build; see its log above); running on the CPU.", model)
+    log.info("CleanCut: loaded rembg model %s from %s on %s", model, path, ", ".join(session.get_providers()))
+    return session
+
+
+def fixed_batch(session) -> bool:
+    """True when the model's input has a fixed batch dimension of 1 (u2netp: ``[1, 3, 320, 320]``)."""
+    dim = session.get_inputs()[0].shape[0]
+    return isinstance(dim, int) and dim == 1
+
+
+def plan(model: str, batch: int) -> tuple[tuple[str, ...], int, int]:
+    """How to run ``batch`` images of ``model``: ``(providers, parallel runs, threads per run)``.
+
+    On the CPU, small models (320 px) run several images at once, one single-threaded run per core:
+    u2netp's convolutions are too small to keep 2+ threads busy, so image-level parallelism does more
+    work per second than onnxruntime's intra-op threads. Big models (1024 px) run one image at a time
+    with every core. On a GPU, one run at a time.
+    """
+    providers = default_providers()
+    if CUDA in providers or models.spec(model).size > 320:
+        return providers, 1, 0
+    cores = cpu_count()
+    parallel = max(1, min(batch, cores, MAX_PARALLEL))
+    return providers, parallel, (0 if parallel == 1 else max(1, cores // parallel))
