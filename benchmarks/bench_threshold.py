@@ -9,39 +9,12 @@ chunking, device transfer and both MASK outputs included). Both give the same al
 
 from __future__ import annotations
 
-import numpy as np
 import PIL
 import torch
 from common import arguments, load_pack, photo_batch, print_table, timeit
-from PIL import Image, ImageFilter, ImageOps
+from references import was_loop
 
 SETTINGS = {"mode": "background", "threshold": 127, "threshold_tolerance": 2}
-
-
-def tensor2pil(image):  # WAS's helpers, verbatim in behaviour
-    return Image.fromarray(np.clip(255. * image.cpu().numpy().squeeze(), 0, 255).astype(np.uint8))
-
-
-def pil2tensor(image):
-    return torch.from_numpy(np.array(image).astype(np.float32) / 255.0).unsqueeze(0)
-
-
-def was_remove_background(image, mode, threshold, threshold_tolerance):
-    """WAS_Remove_Background.remove_background (bug included: it only changes which threshold is used)."""
-    images = []
-    for img in [tensor2pil(img) for img in image]:
-        grayscale_image = img.convert('L')
-        if mode == 'background':
-            grayscale_image = ImageOps.invert(grayscale_image)
-            threshold = 255 - threshold
-        blurred_image = grayscale_image.filter(ImageFilter.GaussianBlur(radius=threshold_tolerance))
-        binary_image = blurred_image.point(lambda x, t=threshold: 0 if x < t else 255, '1')
-        mask = binary_image.convert('L')
-        inverted_mask = ImageOps.invert(mask)
-        transparent_image = img.copy()
-        transparent_image.putalpha(inverted_mask)
-        images.append(pil2tensor(transparent_image))
-    return torch.cat(images, dim=0)
 
 
 def main() -> None:
@@ -57,7 +30,7 @@ def main() -> None:
     for size, n in sizes:
         batch = photo_batch(n, size, device=device)
         ours, peak = timeit(lambda x=batch: node.run(x, **SETTINGS), device, args.repeat)
-        theirs, loop_peak = timeit(lambda x=batch: was_remove_background(x, **SETTINGS), device, args.repeat)
+        theirs, loop_peak = timeit(lambda x=batch: was_loop(x, **SETTINGS), device, args.repeat)
         out = node.run(batch, **SETTINGS)
         rows.append({"case": f"AlphaThreshold {size}²×{n}", "ours_s": ours, "theirs_s": theirs, "images": n,
                      "peak_mb": peak / 2**20, "output_mb": sum(t.numel() * t.element_size() for t in out) / 2**20})

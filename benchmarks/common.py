@@ -7,12 +7,10 @@ Numbers are for reading, never for asserting.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,15 +18,9 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))  # the pack loader and the references are shared with the tests
 
-
-def load_pack():
-    """Import the repository by path under a fresh name, as ComfyUI does."""
-    name = f"cleancut_bench_{uuid.uuid4().hex[:6]}"
-    spec = importlib.util.spec_from_file_location(name, ROOT / "__init__.py", submodule_search_locations=[str(ROOT)])
-    module = sys.modules[name] = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from conftest import load_pack  # noqa: E402,F401  (re-exported for the benchmark scripts)
 
 
 def _rss() -> int:

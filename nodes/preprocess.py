@@ -13,111 +13,84 @@ IMAGE_OUT_TIP = ("Processed images: same count, order, size and device as the in
 
 
 class _Filter:
-    """Shared declaration of a one-IMAGE-in, one-IMAGE-out filter node."""
+    """A one-IMAGE-in, one-IMAGE-out node: subclasses declare ``INPUT_TYPES`` and the ``utils`` function ``OP``.
+
+    ``run`` checks the image and every widget (direct calls skip ComfyUI's own checks), then runs ``OP``
+    chunk by chunk on the compute device with progress and cancel (``runtime.map_batches``).
+    """
 
     CATEGORY, FUNCTION = CATEGORY, "run"
     RETURN_TYPES, RETURN_NAMES, OUTPUT_TOOLTIPS = ("IMAGE",), ("image",), IMAGE_OUT_TIP
+    OP = None
+    WIDGETS: dict = {}  # the inputs after ``image``, in order
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"image": IMAGE_IN, **cls.WIDGETS}}
+
+    def run(self, image, **params):
+        check_image(image, "image")  # fail before any transfer to the GPU
+        w.check_inputs(self, params)
+        return (runtime.map_batches(image, type(self).OP, **params),)
 
 
 class CleanCutGammaGain(_Filter):
     DESCRIPTION = "Gamma curve, then gain, on every image of the batch: out = gain * in^(1/gamma), clamped to 0..1."
-
-    @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {
-            "image": IMAGE_IN,
-            "gamma": w.floating(1.0, 0.1, 5.0, 0.01, "Above 1 brightens mid-tones, below 1 darkens them; "
-                                "1 leaves the image unchanged. Black and white stay put."),
-            "gain": w.floating(1.0, 0.0, 4.0, 0.01, "Brightness multiplier applied after the gamma curve; "
-                               "1 leaves the image unchanged, results above 1 are clipped."),
-        }}
-
-    def run(self, image, gamma, gain):
-        check_image(image, "image")
-        w.check_inputs(self, locals())
-        return (runtime.map_batches(image, adjust.gamma_gain, gamma=gamma, gain=gain),)
+    OP = staticmethod(adjust.gamma_gain)
+    WIDGETS = {
+        "gamma": w.floating(1.0, 0.1, 5.0, 0.01, "Above 1 brightens mid-tones, below 1 darkens them; "
+                            "1 leaves the image unchanged. Black and white stay put."),
+        "gain": w.floating(1.0, 0.0, 4.0, 0.01, "Brightness multiplier applied after the gamma curve; "
+                           "1 leaves the image unchanged, results above 1 are clipped."),
+    }
 
 
 class CleanCutSaturation(_Filter):
     DESCRIPTION = "Colour saturation like PIL's ImageEnhance.Color: blends each pixel with its grey value."
-
-    @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {
-            "image": IMAGE_IN,
-            "saturation": w.floating(1.0, 0.0, 3.0, 0.01, "0 = greyscale, 1 = unchanged, above 1 = more vivid "
-                                     "colours (grey = ITU-R 601 luma, as PIL)."),
-        }}
-
-    def run(self, image, saturation):
-        check_image(image, "image")
-        w.check_inputs(self, locals())
-        return (runtime.map_batches(image, adjust.saturation, saturation=saturation),)
-
+    OP = staticmethod(adjust.saturation)
+    WIDGETS = {
+        "saturation": w.floating(1.0, 0.0, 3.0, 0.01, "0 = greyscale, 1 = unchanged, above 1 = more vivid "
+                                 "colours (grey = ITU-R 601 luma, as PIL)."),
+    }
 
 
 class CleanCutCLAHE(_Filter):
     DESCRIPTION = ("Contrast Limited Adaptive Histogram Equalisation on lightness only (L of CIELAB), as "
                    "OpenCV's createCLAHE: brings out detail in dark and bright regions while keeping hue.")
-
-    @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {
-            "image": IMAGE_IN,
-            "clip_limit": w.floating(2.0, 0.1, 40.0, 0.1, "OpenCV clip limit: how far a tile's histogram may "
-                                     "exceed flat before it is clipped. Higher = stronger local contrast; "
-                                     "1-4 is typical."),
-            "tile_grid": w.integer(8, 1, 64, "Tiles per side (OpenCV tileGridSize = tile_grid x tile_grid). "
-                                   "More tiles = more local equalisation."),
-        }}
-
-    def run(self, image, clip_limit, tile_grid):
-        check_image(image, "image")
-        w.check_inputs(self, locals())
-        return (runtime.map_batches(image, clahe.clahe, clip_limit=clip_limit, tile_grid=tile_grid),)
+    OP = staticmethod(clahe.clahe)
+    WIDGETS = {
+        "clip_limit": w.floating(2.0, 0.1, 40.0, 0.1, "OpenCV clip limit: how far a tile's histogram may "
+                                 "exceed flat before it is clipped. Higher = stronger local contrast; "
+                                 "1-4 is typical."),
+        "tile_grid": w.integer(8, 1, 64, "Tiles per side (OpenCV tileGridSize = tile_grid x tile_grid). "
+                               "More tiles = more local equalisation."),
+    }
 
 
 class CleanCutBilateral(_Filter):
     DESCRIPTION = "Edge-preserving smoothing as OpenCV's bilateralFilter: removes noise, keeps edges sharp."
-
-    @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {
-            "image": IMAGE_IN,
-            "diameter": w.integer(9, 1, 31, "Neighbourhood diameter in pixels (OpenCV d). Larger is slower "
-                                  "and smooths wider areas."),
-            "sigma_color": w.floating(75.0, 0.0, 255.0, 1.0, "How different two colours may be (0-255 scale, "
-                                      "summed over R, G, B) and still be averaged. Higher = flatter regions."),
-            "sigma_space": w.floating(75.0, 0.0, 255.0, 1.0, "Spatial falloff in pixels: how strongly distant "
-                                      "pixels inside the diameter count."),
-        }}
-
-    def run(self, image, diameter, sigma_color, sigma_space):
-        check_image(image, "image")
-        w.check_inputs(self, locals())
-        return (runtime.map_batches(image, filters.bilateral, diameter=diameter, sigma_color=sigma_color,
-                                    sigma_space=sigma_space),)
+    OP = staticmethod(filters.bilateral)
+    WIDGETS = {
+        "diameter": w.integer(9, 1, 31, "Neighbourhood diameter in pixels (OpenCV d). Larger is slower "
+                              "and smooths wider areas."),
+        "sigma_color": w.floating(75.0, 0.0, 255.0, 1.0, "How different two colours may be (0-255 scale, "
+                                  "summed over R, G, B) and still be averaged. Higher = flatter regions."),
+        "sigma_space": w.floating(75.0, 0.0, 255.0, 1.0, "Spatial falloff in pixels: how strongly distant "
+                                  "pixels inside the diameter count."),
+    }
 
 
 class CleanCutSharpen(_Filter):
     DESCRIPTION = ("Unsharp-mask sharpening as scikit-image's unsharp_mask: adds back the detail a Gaussian "
                    "blur removes, scaled by amount.")
-
-    @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {
-            "image": IMAGE_IN,
-            "radius": w.floating(2.0, 0.1, 50.0, 0.1, "Gaussian sigma in pixels: small sharpens fine detail, "
-                                 "large sharpens broader edges."),
-            "amount": w.floating(1.0, 0.0, 10.0, 0.05, "Strength: 1.0 = 100 % (detail added once); 0 = off."),
-            "threshold": w.integer(0, 0, 255, "Sharpen only where the detail exceeds this many 8-bit levels; "
-                                   "0 = everywhere. Raise it to leave smooth skin and sky alone."),
-        }}
-
-    def run(self, image, radius, amount, threshold):
-        check_image(image, "image")
-        w.check_inputs(self, locals())
-        return (runtime.map_batches(image, filters.unsharp, radius=radius, amount=amount, threshold=threshold),)
+    OP = staticmethod(filters.unsharp)
+    WIDGETS = {
+        "radius": w.floating(2.0, 0.1, 50.0, 0.1, "Gaussian sigma in pixels: small sharpens fine detail, "
+                             "large sharpens broader edges."),
+        "amount": w.floating(1.0, 0.0, 10.0, 0.05, "Strength: 1.0 = 100 % (detail added once); 0 = off."),
+        "threshold": w.integer(0, 0, 255, "Sharpen only where the detail exceeds this many 8-bit levels; "
+                               "0 = everywhere. Raise it to leave smooth skin and sky alone."),
+    }
 
 
 class CleanCutPreprocess:
