@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 import pytest
 from conftest import PACK, ROOT
+from modelfiles import u2netp_fixture  # noqa: F401  (the u2netp fixture)
 from PIL import Image
 
 
@@ -79,3 +80,48 @@ def test_console_entry_point_runs_as_a_module(tmp_path):
     (tmp_path / "cleancut").symlink_to(ROOT, target_is_directory=True)
     res = subprocess.run([sys.executable, "-m", "cleancut", "--help"], cwd=tmp_path, capture_output=True, text=True)
     assert res.returncode == 0 and "demo" in res.stdout and "cutout" in res.stdout
+
+
+def test_ctrl_c_stops_after_the_current_batch_and_keeps_its_files(main, folder, tmp_path, monkeypatch):
+    import importlib
+    import os
+    import signal
+
+    cli = importlib.import_module(PACK.__name__ + ".cli")
+    real_cut_out = cli.cut_out
+
+    def cut_out_then_interrupt(batch, args):  # the user presses Ctrl-C while the first batch runs
+        out = real_cut_out(batch, args)
+        os.kill(os.getpid(), signal.SIGINT)
+        return out
+
+    monkeypatch.setattr(cli, "cut_out", cut_out_then_interrupt)
+    previous = signal.getsignal(signal.SIGINT)
+    try:
+        code = main(["cutout", str(folder / "a.png"), str(folder / "b.jpg"), str(folder / "c.webp"), "--out",
+                     str(tmp_path / "o"), "--method", "threshold", "--batch-size", "2", "--quiet"])
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert code == 130
+    written = sorted(p.name for p in (tmp_path / "o").iterdir())
+    assert written == sorted(f"{s}_{r}.png" for s in "ab" for r in ("original", "cutout", "extracted", "mask"))
+
+
+@pytest.mark.model
+def test_rembg_cutout_and_demo(main, folder, tmp_path, u2netp):
+    out = tmp_path / "r"
+    assert main(["cutout", str(folder / "a.png"), "--out", str(out), "--quiet", "--alpha-matting"]) == 0
+    assert Image.open(out / "a_cutout.png").mode == "RGBA" and Image.open(out / "a_extracted.png").mode == "RGBA"
+    demo = tmp_path / "demo"
+    assert main(["demo", "--out", str(demo), "--size", "128", "--quiet"]) == 0
+    names = {p.name for p in demo.iterdir()}
+    assert "contact_sheet.png" in names and "chelsea_extracted.png" in names and len(names) == 17
+
+
+def test_models_list_reports_presence_and_md5(main, capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("U2NET_HOME", str(tmp_path))
+    (tmp_path / "u2netp.onnx").write_bytes(b"not the model")
+    assert main(["models", "list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    u2netp = next(line for line in lines if line.split()[0] == "u2netp")
+    assert "md5" in u2netp.lower() and str(tmp_path) in u2netp
