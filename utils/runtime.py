@@ -70,9 +70,9 @@ def pick_backend(device: torch.device, requested: str = "auto") -> str:
     return choice
 
 
-def chunk_size(image: Tensor, pixels: int = PIXELS_PER_CHUNK) -> int:
-    """Images per chunk so that one chunk holds about ``pixels`` pixels (at least one image)."""
-    return max(1, pixels // max(1, image.shape[1] * image.shape[2]))
+def chunk_size(image: Tensor, pixels: int | None = None) -> int:
+    """Images per chunk so that one chunk holds about ``pixels`` (default ``PIXELS_PER_CHUNK``), at least one."""
+    return max(1, (pixels or PIXELS_PER_CHUNK) // max(1, image.shape[1] * image.shape[2]))
 
 
 def map_batches(image: Tensor, fn: Callable[..., Tensor], *, chunk: int | None = None,
