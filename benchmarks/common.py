@@ -86,7 +86,7 @@ def photo_batch(batch: int, size: int, channels: int = 3, device: str | torch.de
     imgs = []
     for i in range(batch):
         im = Image.fromarray(getattr(data, names[i % len(names)])()).convert("RGBA" if channels == 4 else "RGB")
-        imgs.append(torch.from_numpy(np.asarray(im.resize((size, size), Image.LANCZOS))))
+        imgs.append(torch.from_numpy(np.array(im.resize((size, size), Image.LANCZOS))))
     return (torch.stack(imgs).float() / 255.0).to(device)
 
 

@@ -28,7 +28,8 @@ class _Filter:
     def INPUT_TYPES(cls):
         return {"required": {"image": IMAGE_IN, **cls.WIDGETS}}
 
-    def run(self, image, **params):
+    def run(self, image, *args, **params):
+        params.update(zip(self.WIDGETS, args))  # positional widget values, in INPUT_TYPES order
         check_image(image, "image")  # fail before any transfer to the GPU
         w.check_inputs(self, params)
         return (runtime.map_batches(image, type(self).OP, **params),)

@@ -92,3 +92,8 @@ def test_filter_rejects_bad_images(pack, node_id, bad, match):
     cls = pack.NODE_CLASS_MAPPINGS[node_id]
     with pytest.raises(ValueError, match=f"image: .*{match}"):
         getattr(cls(), cls.FUNCTION)(image=bad, **defaults(cls))
+
+
+def test_filters_accept_positional_widget_values(pack, synthetic):
+    node = pack.NODE_CLASS_MAPPINGS["CleanCutGammaGain"]()
+    assert torch.equal(node.run(synthetic, 1.6, 0.9)[0], node.run(image=synthetic, gamma=1.6, gain=0.9)[0])

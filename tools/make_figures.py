@@ -8,6 +8,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import numpy as np
 import torch
 from PIL import Image
 
@@ -29,6 +30,24 @@ def save(t: torch.Tensor, name: str) -> None:
                 board.paste(tile, (x, y))
         img = Image.alpha_composite(board, img)
     img.convert("RGB").save(OUT / f"{name}.jpg", quality=82)
+
+
+def save_set_figure(nodes, original, cutout, extracted, mask) -> None:
+    """What Save Cut-outs writes for one item, read back from disk: the four files side by side."""
+    import os
+    import tempfile
+
+    os.environ["CLEANCUT_OUTPUT_DIR"] = tempfile.mkdtemp()
+    nodes["CleanCutSave"]().save("demo/item", "png", original=original, cutout=cutout, extracted=extracted,
+                                 mask=mask)
+    folder = Path(os.environ["CLEANCUT_OUTPUT_DIR"]) / "demo"
+    tiles = [Image.open(folder / f"item_00001_{role}.png").convert("RGBA")
+             for role in ("original", "cutout", "extracted", "mask")]
+    w, h = tiles[0].size
+    sheet = torch.zeros(1, h, 4 * w, 4)
+    for i, tile in enumerate(tiles):
+        sheet[0, :, i * w:(i + 1) * w] = torch.from_numpy(np.asarray(tile) / 255.0)
+    save(sheet, "save_set")
 
 
 def main() -> None:
@@ -63,6 +82,8 @@ def main() -> None:
         mask_img = mask[..., None].expand(-1, -1, -1, 3)
         row = compare(compare(mask_img, "", image), "", portrait)
         save(compare(extracted, "original | cut-out | mask | extracted", row), "rembg")
+        save_set_figure(nodes, portrait, image, extracted, mask)
+    save(nodes["CleanCutCompare"]().run(photo, portrait, "image_a | image_b (resized to a's height)")[0], "compare")
     print(f"figures in {OUT}")  # noqa: T201
 
 
