@@ -29,7 +29,10 @@ class _Filter:
         return {"required": {"image": IMAGE_IN, **cls.WIDGETS}}
 
     def run(self, image, *args, **params):
-        params.update(zip(self.WIDGETS, args))  # positional widget values, in INPUT_TYPES order
+        if len(args) > len(self.WIDGETS):
+            raise ValueError(f"expected at most {len(self.WIDGETS)} widget values ({', '.join(self.WIDGETS)}), "
+                             f"got {len(args)}.")
+        params.update(zip(list(self.WIDGETS)[:len(args)], args, strict=True))  # positional, INPUT_TYPES order
         check_image(image, "image")  # fail before any transfer to the GPU
         w.check_inputs(self, params)
         return (runtime.map_batches(image, type(self).OP, **params),)
