@@ -58,9 +58,9 @@ def test_every_rembg_model_is_offered_or_explained():
     assert set(sessions_names) == set(models.MODELS) | set(models.EXCLUDED)
     assert not set(models.MODELS) & set(models.EXCLUDED)
     assert models.MODEL_NAMES[0] == "u2netp"
-    doc = (ROOT / "docs" / "rembg.md").read_text()
+    doc = (ROOT / "README.md").read_text()
     for name in [*models.MODELS, *models.EXCLUDED]:
-        assert f"`{name}`" in doc, f"docs/rembg.md does not mention {name}"
+        assert f"`{name}`" in doc, f"README.md does not mention {name}"
 
 
 def test_search_order_comfyui_then_u2net_home_then_rembg_layout(homes, monkeypatch):

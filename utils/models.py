@@ -96,7 +96,7 @@ MODELS: dict[str, ModelSpec] = {s.name: s for s in (
 )}
 MODEL_NAMES = tuple(MODELS)  # the node's combo; u2netp first (the small default)
 
-# rembg's other sessions, and why the combo leaves them out (docs/rembg.md repeats this).
+# rembg's other sessions, and why the combo leaves them out (README.md repeats this).
 EXCLUDED = {
     "u2net_cloth_seg": "returns three clothing masks (upper body, lower body, full) stacked, not a subject mask",
     "sam": "Segment Anything: needs prompt points or boxes, one mask per prompt",
