@@ -96,9 +96,11 @@ def test_without_comfy(pack, monkeypatch):
     assert rt.compute_device().type == expected
 
 
-def test_pick_backend(pack, monkeypatch):
+def test_pick_backend(pack, monkeypatch, caplog):
     rt = pack.utils.runtime
-    assert rt.pick_backend(torch.device("cpu")) == "opencv"
+    with caplog.at_level("DEBUG", logger="cleancut"):
+        assert rt.pick_backend(torch.device("cpu")) == "opencv"
+    assert "opencv backend on cpu" in caplog.text
     assert rt.pick_backend(torch.device("cuda")) == "torch"
     monkeypatch.setenv("CLEANCUT_BACKEND", "torch")
     assert rt.pick_backend(torch.device("cpu")) == "torch"

@@ -67,6 +67,7 @@ def pick_backend(device: torch.device, requested: str = "auto") -> str:
         raise ValueError(f"backend: {choice!r} is not one of {', '.join(BACKENDS)} (check ${BACKEND_ENV}).")
     if choice == "auto":
         choice = "opencv" if device.type == "cpu" else "torch"
+    log.debug("CleanCut: %s backend on %s", choice, device)  # said in the log, never in the result
     return choice
 
 
