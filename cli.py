@@ -11,7 +11,12 @@ import signal
 import sys
 from pathlib import Path
 
+import numpy as np
+from PIL import Image
+
 from . import NODE_CLASS_MAPPINGS
+from .utils import imageio, models, saving
+from .utils.bridges import pil2tensor, tensor2pil
 
 log = logging.getLogger("cleancut")
 SAMPLES = ("astronaut", "chelsea", "coffee", "rocket")
@@ -33,11 +38,7 @@ def widget_default(node_id: str, name: str):
 
 def sample_batch(size: int = 512):
     """The scikit-image sample photos, resized to ``size`` square, as one IMAGE batch."""
-    import numpy as np
-    from PIL import Image
-    from skimage import data
-
-    from .utils.bridges import pil2tensor
+    from skimage import data  # only the demo needs the sample photos
 
     images = [Image.fromarray(np.asarray(getattr(data, n)())).convert("RGB").resize((size, size), Image.LANCZOS)
               for n in SAMPLES]
@@ -45,7 +46,8 @@ def sample_batch(size: int = 512):
 
 
 def cut_out(batch, args) -> dict:
-    """Preprocess (if asked), then remove the background of one IMAGE batch; tensors by save role."""
+    """Preprocess (if asked), then remove the background of one IMAGE batch; tensors by save role
+    (plus ``processed``, which is not saved)."""
     processed = batch
     settings = {k: getattr(args, k) for k in PREPROCESS}
     if any(settings[k] != widget_default("CleanCutPreprocess", k) for k in PREPROCESS):
@@ -53,13 +55,15 @@ def cut_out(batch, args) -> dict:
     if args.method == "threshold":
         out = call("CleanCutAlphaThreshold", images=processed, mode=args.mode, threshold=args.threshold,
                    threshold_tolerance=args.tolerance)
-        return {"original": batch, "cutout": out["images"], "extracted": out["images"], "mask": out["mask"]}
+        return {"original": batch, "processed": processed, "cutout": out["images"], "extracted": out["images"],
+                "mask": out["mask"]}
     out = call("CleanCutRembg", images=processed, model=args.model, alpha_matting=args.alpha_matting,
                alpha_matting_foreground_threshold=args.foreground_threshold,
                alpha_matting_background_threshold=args.background_threshold,
                alpha_matting_erode_size=args.erode_size, only_mask=args.only_mask,
                post_process_mask=args.post_process_mask, background=args.background, original=batch)
-    return {"original": batch, "cutout": out["image"], "extracted": out["extracted"], "mask": out["mask"]}
+    return {"original": batch, "processed": processed, "cutout": out["image"], "extracted": out["extracted"],
+            "mask": out["mask"]}
 
 
 class StopAfterBatch:
@@ -78,8 +82,6 @@ class StopAfterBatch:
 
 def cutout_command(args) -> int:
     from tqdm import tqdm
-
-    from .utils import imageio, saving
 
     paths = imageio.collect_inputs(args.inputs)
     if not paths:
@@ -126,28 +128,16 @@ def unique_stem(stem: str, taken: set) -> str:
 
 
 def demo_command(args) -> int:
-    args.inputs = []
+    """The whole chain on the sample photos: download set per photo plus a contact sheet."""
     batch = sample_batch(args.size)
-    return run_demo(batch, args)
-
-
-def run_demo(batch, args) -> int:
-    from PIL import Image
-
-    from .utils import saving
-    from .utils.bridges import tensor2pil
-
     if args.method == "rembg":
-        from .utils import models
-
         models.ensure(args.model)  # a fresh machine has no model yet: fetch it, md5-verified
     args.out.mkdir(parents=True, exist_ok=True)
-    pre = call("CleanCutPreprocess", image=batch, **{k: getattr(args, k) for k in PREPROCESS})
     items = cut_out(batch, args)
     written = 0
     for i, name in enumerate(SAMPLES):
         written += len(saving.write_item(str(args.out), name, items, i, args.format))
-    sheet = call("CleanCutCompare", image_a=batch, image_b=pre["image"], caption="original | preprocessed")
+    sheet = call("CleanCutCompare", image_a=batch, image_b=items["processed"], caption="original | preprocessed")
     rows = call("CleanCutCompare", image_a=sheet["comparison"], image_b=items["cutout"], caption="")
     contact = tensor2pil(rows["comparison"])
     w, h = contact[0].size
@@ -161,8 +151,6 @@ def run_demo(batch, args) -> int:
 
 
 def models_command(args) -> int:
-    from .utils import models
-
     if args.action == "list":
         for row in models.status_rows():
             sys.stdout.write(row + "\n")
