@@ -93,13 +93,15 @@ def post_process(mask8: Tensor) -> Tensor:
         import cv2
 
         cross = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
-        out = []
-        for m in mask8.to(torch.uint8).numpy():
+        out = torch.empty(mask8.shape, dtype=torch.float32)
+        # float32 compare: x > (the largest float32 below 127) is x >= 127, i.e. not (x < 127)
+        below = float(np.nextafter(np.float32(127), np.float32(0)))
+        for m, o in zip(mask8.to(torch.uint8).numpy(), out.numpy(), strict=True):
             opened = cv2.morphologyEx(m, cv2.MORPH_OPEN, cross, borderType=cv2.BORDER_REPLICATE)
             blurred = cv2.GaussianBlur(opened.astype(np.float32), (2 * BLUR_RADIUS + 1,) * 2, BLUR_SIGMA,
                                        sigmaY=BLUR_SIGMA, borderType=cv2.BORDER_REFLECT)
-            out.append(torch.from_numpy(np.where(blurred < 127, 0.0, 255.0).astype(np.float32)))
-        return torch.stack(out)
+            cv2.threshold(blurred, below, 255.0, cv2.THRESH_BINARY, dst=o)  # written in place, no stack
+        return out
     opened = _cross(_cross(mask8, torch.minimum), torch.maximum)
     x = torch.arange(-BLUR_RADIUS, BLUR_RADIUS + 1, dtype=torch.float64)
     kernel = torch.exp(-0.5 / BLUR_SIGMA ** 2 * x ** 2)
@@ -222,6 +224,10 @@ def remove_background(images: Tensor, model: str = "u2netp", alpha_matting: bool
                 torch.cat([rgb, a.unsqueeze(-1)], dim=-1, out=cutout[one]).clamp_(0, 1)
             else:  # straight alpha over an opaque colour
                 cutout[one] = (rgb.clamp(0, 1) - colour).mul_(a.unsqueeze(-1)).add_(colour)
+            if original is None and fg is None and colour is None and not only_mask:
+                extracted[one] = cutout[one]  # the same clamped pixels: copy them rather than clamp again
+                extracted[one, ..., 3] = keep[one]  # 0 or 1, so clamping it is a no-op
+                continue
             rgb_src = source[one, ..., :3].to(device)
             torch.cat([rgb_src, keep[one].unsqueeze(-1)], dim=-1, out=extracted[one]).clamp_(0, 1)
 
