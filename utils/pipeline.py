@@ -16,6 +16,7 @@ from torch import Tensor
 
 from . import adjust, clahe, filters
 from .checks import check_image, check_number
+from .color import on_rgb
 
 BILATERAL_DIAMETER = 9  # OpenCV's documented example diameter; strength sets both sigmas
 
@@ -48,15 +49,22 @@ def preprocess(image: Tensor, settings: Settings, backend: str = "auto") -> Tens
     """Run the chain on an IMAGE batch ``[B,H,W,C]``; returns a new batch of the same shape and device."""
     check_image(image, "image")
     settings.check()
-    s, out = settings, image
-    if s.bilateral_strength > 0:
-        out = filters.bilateral(out, BILATERAL_DIAMETER, s.bilateral_strength, s.bilateral_strength, backend=backend)
-    if s.clip_limit > 0:
-        out = clahe.clahe(out, s.clip_limit, s.tile_grid, backend=backend)
-    if s.saturation != 1.0:
-        out = adjust.saturation(out, s.saturation)
-    if s.sharpness > 0:
-        out = filters.unsharp(out, s.sharpen_radius, s.sharpness, backend=backend)
-    if s.gamma != 1.0 or s.gain != 1.0:
-        out = adjust.gamma_gain(out, s.gamma, s.gain)
-    return out.clone() if out is image else out  # never hand the caller's tensor back as "new"
+    s = settings
+
+    def chain(rgb: Tensor) -> Tensor:
+        # Alpha is split off once here, so the steps below see RGB and never re-split or re-join it.
+        out = rgb
+        if s.bilateral_strength > 0:
+            out = filters.bilateral(out, BILATERAL_DIAMETER, s.bilateral_strength, s.bilateral_strength,
+                                    backend=backend)
+        if s.clip_limit > 0:
+            out = clahe.clahe(out, s.clip_limit, s.tile_grid, backend=backend)
+        if s.saturation != 1.0:
+            out = adjust.saturation(out, s.saturation, backend=backend)
+        if s.sharpness > 0:
+            out = filters.unsharp(out, s.sharpen_radius, s.sharpness, backend=backend)
+        if s.gamma != 1.0 or s.gain != 1.0:
+            out = adjust.gamma_gain(out, s.gamma, s.gain)
+        return out.clone() if out is rgb else out  # never hand the caller's tensor back as "new"
+
+    return on_rgb(image, chain)
