@@ -61,7 +61,8 @@ def cut_out(batch, args) -> dict:
                alpha_matting_foreground_threshold=args.foreground_threshold,
                alpha_matting_background_threshold=args.background_threshold,
                alpha_matting_erode_size=args.erode_size, only_mask=args.only_mask,
-               post_process_mask=args.post_process_mask, background=args.background, original=batch)
+               post_process_mask=args.post_process_mask, background=args.background, original=batch,
+               edges=args.edges)
     return {"original": batch, "processed": processed, "cutout": out["image"], "extracted": out["extracted"],
             "mask": out["mask"]}
 
@@ -171,6 +172,8 @@ def add_cutout_options(p: argparse.ArgumentParser, out: Path | None = None) -> N
     p.add_argument("--only-mask", action="store_true", help="the cut-out is the mask as an image")
     p.add_argument("--post-process-mask", action="store_true", help="smooth the mask (rembg's post-process)")
     p.add_argument("--background", choices=["transparent", "white", "black"], default="transparent")
+    p.add_argument("--edges", choices=["rembg", "straight"], default="rembg",
+                   help="soft-edge colours: rembg's (photo x mask) or the photo's own under straight alpha")
     p.add_argument("--mode", choices=["background", "foreground"], default="background",
                    help="threshold method: which side of the threshold is removed")
     p.add_argument("--threshold", type=int, default=127, help="threshold method: grey level 0-255")

@@ -18,8 +18,8 @@ class CleanCutRembg:
     RETURN_TYPES = ("IMAGE", "MASK", "IMAGE")
     RETURN_NAMES = ("image", "mask", "extracted")
     OUTPUT_TOOLTIPS = (
-        "The cut-out: RGBA (straight alpha) when background is transparent, else RGB on that colour; the "
-        "mask as a grey image when only_mask is on. Same count and order as the input.",
+        "The cut-out: RGBA when background is transparent, else RGB on that colour (see edges); the mask as "
+        "a grey image when only_mask is on. Same count and order as the input.",
         "Alpha of the cut-out, 1 = subject kept, 0 = background; soft at the edges (binary with "
         "post_process_mask).",
         "RGBA: the original pixels (or images when original is not connected) with rembg's post-processed, "
@@ -57,16 +57,21 @@ class CleanCutRembg:
         }, "optional": {
             "original": w.image("Optional: the same images before preprocessing. 'extracted' then takes its "
                                 "pixels from here (same size; same count, or one image)."),
+            "edges": (list(rembg_batch.EDGES), {"default": "rembg", "tooltip": (
+                "Colours of the cut-out's soft edges (without alpha matting). rembg: rembg.remove's pixels, "
+                "the photo times the mask, blended with the mask a second time onto white/black (darker "
+                "fringes). straight: the photo's own colours under straight alpha, blended once: cleaner "
+                "edges, best when a later node composites with the mask.")}),
         }}
 
     def run(self, images, model, alpha_matting, alpha_matting_foreground_threshold,
             alpha_matting_background_threshold, alpha_matting_erode_size, only_mask, post_process_mask,
-            background, original=None):
+            background, original=None, edges="rembg"):
         check_image(images, "images")
         w.check_inputs(self, locals())
         return rembg_batch.remove_background(
             images, model, alpha_matting, alpha_matting_foreground_threshold, alpha_matting_background_threshold,
-            alpha_matting_erode_size, only_mask, post_process_mask, background, original)
+            alpha_matting_erode_size, only_mask, post_process_mask, background, original, edges)
 
 
 NODES = {"CleanCutRembg": (CleanCutRembg, "Remove Background (rembg)")}

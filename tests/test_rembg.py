@@ -59,15 +59,27 @@ def test_cutout_matches_rembg(u2netp, photos, post):
     refs = rembg_reference(photos, post_process_mask=post)
     assert cutout.shape == (*photos.shape[:3], 4) and mask.shape == photos.shape[:3]
     for i, ref in enumerate(refs):
-        alpha = cutout[i, ..., 3].double().numpy()
+        ours = cutout[i].double().numpy()
+        alpha = ours[..., 3]
         assert np.abs(alpha - ref[..., 3]).mean() <= 1 / 255 and iou(alpha, ref[..., 3]) >= 0.995
         assert np.array_equal(mask[i].numpy(), cutout[i, ..., 3].numpy())
-        # rembg's naive cut-out stores colour * alpha; ours keeps straight colour: compare premultiplied
-        premultiplied = cutout[i, ..., :3].double().numpy() * alpha[..., None]
-        assert np.abs(premultiplied - ref[..., :3]).max() <= 1 / 255 + 1e-6
-        assert torch.equal(cutout[i, ..., :3], photos[i])
+        # edges="rembg": rembg's naive cut-out, colour x mask, rounded to 8 bits there
+        assert np.abs(ours[..., :3] - ref[..., :3]).max() <= 1 / 255 + 1e-6
+        assert np.abs(ours - ref).mean() <= 0.5 / 255
     if post:
         assert set(np.unique(mask.numpy())) <= {0.0, 1.0}
+
+
+@pytest.mark.model
+def test_straight_edges_keep_the_photos_colours(u2netp, photos):
+    cutout, mask, _ = run(photos, edges="straight")
+    rembg_like, rembg_mask, _ = run(photos)
+    assert torch.equal(mask, rembg_mask) and torch.equal(cutout[..., 3], mask)
+    assert torch.equal(cutout[..., :3], photos)
+    # the same pixels once premultiplied: only the storage of soft edges differs
+    assert (cutout[..., :3] * mask.unsqueeze(-1) - rembg_like[..., :3]).abs().max() <= 1e-6
+    soft = (mask > 0.02) & (mask < 0.98)
+    assert soft.any() and (cutout[..., :3] - rembg_like[..., :3]).abs()[soft].mean() > 2 / 255
 
 
 @pytest.mark.model
@@ -93,19 +105,22 @@ def test_only_mask_matches_rembg(u2netp, photos):
 @pytest.mark.parametrize("background, bgcolor", [("white", WHITE), ("black", BLACK)])
 def test_background_colour_matches_rembg(u2netp, photos, background, bgcolor):
     image, mask, _ = run(photos, background=background)
-    assert image.shape == (*photos.shape[:3], 3)
+    straight, straight_mask, _ = run(photos, background=background, edges="straight")
+    assert image.shape == straight.shape == (*photos.shape[:3], 3) and torch.equal(mask, straight_mask)
     colour = bgcolor[0] / 255
     for i, ref in enumerate(rembg_reference(photos, bgcolor=bgcolor)):
-        a = mask[i].double().numpy()[..., None]
-        ours = image[i].double().numpy()
-        expected = photos[i].double().numpy() * a + colour * (1 - a)  # straight alpha, composited once
-        assert np.abs(ours - expected).max() < 1e-5
-        # rembg multiplies colour by alpha twice (naive cut-out, then alpha_composite): equal where the
-        # mask is 0 or 1, apart by at most colour * a * (1 - a) <= 1/4 on soft edges
-        hard = (a[..., 0] < 0.5 / 255) | (a[..., 0] > 254.5 / 255)
-        assert np.abs(ours - ref[..., :3])[hard].max() <= 1.01 / 255
-        assert np.abs(ours - ref[..., :3]).mean() <= 6 / 255
         assert (ref[..., 3] == 1).all()
+        ours = image[i].double().numpy()
+        # edges="rembg" (default): rembg's pixels, the colour x mask cut-out composited with the mask again
+        assert np.abs(ours - ref[..., :3]).mean() <= 1 / 255 and np.abs(ours - ref[..., :3]).max() <= 2 / 255
+        # edges="straight": photo x mask + colour x (1 - mask), composited once
+        a = mask[i].double().numpy()[..., None]
+        expected = photos[i].double().numpy() * a + colour * (1 - a)
+        assert np.abs(straight[i].double().numpy() - expected).max() < 1e-5
+        # the two agree where the mask is 0 or 1 and differ by colour x a x (1 - a) <= 1/4 on soft edges
+        hard = (a[..., 0] < 0.5 / 255) | (a[..., 0] > 254.5 / 255)
+        gap = np.abs(straight[i].double().numpy() - ours)
+        assert gap[hard].max() <= 1e-6 and gap.max() <= 0.25 + 1e-6
 
 
 @pytest.mark.model
@@ -251,7 +266,7 @@ def test_mismatched_original_is_a_value_error(original):
 @pytest.mark.parametrize("name, value", [("alpha_matting_foreground_threshold", 256),
                                          ("alpha_matting_background_threshold", -1),
                                          ("alpha_matting_erode_size", 41), ("model", "u3net"),
-                                         ("background", "green"), ("only_mask", 1)])
+                                         ("background", "green"), ("only_mask", 1), ("edges", "soft")])
 def test_out_of_range_settings_are_value_errors(name, value):
     with pytest.raises(ValueError, match=name):
         run(torch.rand(1, 8, 8, 3), **{name: value})

@@ -29,6 +29,10 @@ from . import lanczos, matting, models, runtime, sessions
 from .checks import check_choice, check_image, check_number
 
 BACKGROUNDS = {"transparent": None, "white": 1.0, "black": 0.0}
+EDGES = {  # the cut-out's colours on soft edges, without alpha matting
+    "rembg": "as rembg.remove: the photo times the mask (blended with the mask again onto white/black)",
+    "straight": "the photo's own colours under straight alpha, blended once onto white/black",
+}
 BLUR_RADIUS, BLUR_SIGMA = 8, 2.0  # rembg's post_process: gaussian_filter(sigma=2), radius int(4 * 2 + 0.5)
 RUN_IMAGES = {320: 16, 1024: 2}  # images per run for models whose input takes a batch (not u2netp)
 CHUNK_PIXELS = 32 * 320 * 320  # model-input pixels prepared at once: 32 images at 320 px (13 MB)
@@ -82,25 +86,27 @@ def _cross(x: Tensor, op) -> Tensor:
     return op(out, p[:, 1:-1, 2:])
 
 
-def post_process(mask8: Tensor) -> Tensor:
-    """rembg's ``post_process`` for a batch ``[b,H,W]`` of 8-bit values -> binary masks (0 or 255).
+def post_process(mask8: Tensor, out: Tensor | None = None, value: float = 255.0) -> Tensor:
+    """rembg's ``post_process`` for a batch ``[b,H,W]`` of 8-bit values -> binary masks (0 or ``value``).
 
     Grey opening with a 3x3 cross (skimage ``opening(mask, disk(1))``), Gaussian blur (scipy
-    ``gaussian_filter(sigma=2)``: radius 8, mode 'reflect'), then ``< 127 -> 0`` else 255. OpenCV on the
-    CPU (one image at a time, several times faster there), torch on a GPU.
+    ``gaussian_filter(sigma=2)``: radius 8, mode 'reflect'), then ``< 127 -> 0`` else 255 (``value``: 1
+    gives the mask in 0..1 without another pass). OpenCV on the CPU (one image at a time, several times
+    faster there), torch on a GPU. Written into ``out`` (float32 ``[b,H,W]``, contiguous) when given.
     """
+    if out is None:
+        out = torch.empty(mask8.shape, dtype=torch.float32, device=mask8.device)
     if runtime.pick_backend(mask8.device) == "opencv":
         import cv2
 
         cross = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
-        out = torch.empty(mask8.shape, dtype=torch.float32)
         # float32 compare: x > (the largest float32 below 127) is x >= 127, i.e. not (x < 127)
         below = float(np.nextafter(np.float32(127), np.float32(0)))
         for m, o in zip(mask8.to(torch.uint8).numpy(), out.numpy(), strict=True):
             opened = cv2.morphologyEx(m, cv2.MORPH_OPEN, cross, borderType=cv2.BORDER_REPLICATE)
             blurred = cv2.GaussianBlur(opened.astype(np.float32), (2 * BLUR_RADIUS + 1,) * 2, BLUR_SIGMA,
                                        sigmaY=BLUR_SIGMA, borderType=cv2.BORDER_REFLECT)
-            cv2.threshold(blurred, below, 255.0, cv2.THRESH_BINARY, dst=o)  # written in place, no stack
+            cv2.threshold(blurred, below, value, cv2.THRESH_BINARY, dst=o)  # written in place
         return out
     opened = _cross(_cross(mask8, torch.minimum), torch.maximum)
     x = torch.arange(-BLUR_RADIUS, BLUR_RADIUS + 1, dtype=torch.float64)
@@ -110,7 +116,7 @@ def post_process(mask8: Tensor) -> Tensor:
     img = opened.to(torch.float32).unsqueeze(1)  # [b,1,H,W]
     img = F.conv2d(img.index_select(2, _symmetric_index(h, BLUR_RADIUS, img.device)), kernel.view(1, 1, -1, 1))
     img = F.conv2d(img.index_select(3, _symmetric_index(w, BLUR_RADIUS, img.device)), kernel.view(1, 1, 1, -1))
-    return torch.where(img.squeeze(1) < 127, 0.0, 255.0)
+    return out.copy_(img.squeeze(1) >= 127).mul_(value)  # rembg: < 127 -> 0, else 255
 
 
 def iter_masks(images: Tensor, model: str, progress: runtime.Progress | None = None,
@@ -155,7 +161,7 @@ def iter_masks(images: Tensor, model: str, progress: runtime.Progress | None = N
 
 
 def check_settings(images: Tensor, model: str, foreground_threshold: int, background_threshold: int,
-                   erode_size: int, background: str, original: Tensor | None) -> None:
+                   erode_size: int, background: str, original: Tensor | None, edges: str = "rembg") -> None:
     """``ValueError`` naming the input for anything rembg would choke on (or silently ignore)."""
     check_image(images, "images")
     check_choice(model, "model", models.MODEL_NAMES)
@@ -163,6 +169,7 @@ def check_settings(images: Tensor, model: str, foreground_threshold: int, backgr
     check_number(background_threshold, "alpha_matting_background_threshold", 0, 255, integer=True)
     check_number(erode_size, "alpha_matting_erode_size", 0, 40, integer=True)
     check_choice(background, "background", BACKGROUNDS)
+    check_choice(edges, "edges", EDGES)
     if original is not None:
         check_image(original, "original")
         if tuple(original.shape[1:3]) != tuple(images.shape[1:3]) or original.shape[0] not in (1, images.shape[0]):
@@ -175,7 +182,7 @@ def remove_background(images: Tensor, model: str = "u2netp", alpha_matting: bool
                       alpha_matting_foreground_threshold: int = 240,
                       alpha_matting_background_threshold: int = 10, alpha_matting_erode_size: int = 10,
                       only_mask: bool = False, post_process_mask: bool = False, background: str = "transparent",
-                      original: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+                      original: Tensor | None = None, edges: str = "rembg") -> tuple[Tensor, Tensor, Tensor]:
     """rembg's ``remove`` with the same options, for a whole IMAGE batch.
 
     Args:
@@ -189,14 +196,16 @@ def remove_background(images: Tensor, model: str = "u2netp", alpha_matting: bool
         post_process_mask: rembg's morphological smoothing, which also makes the mask binary.
         background: "transparent" (RGBA cut-out), "white" or "black" (RGB composited on that colour).
         original: IMAGE ``[B or 1,H,W,C]`` whose pixels fill ``extracted``; ``images`` when ``None``.
+        edges: the cut-out's colours without matting (see :data:`EDGES`): "rembg" = rembg's pixels, the
+            photo times the mask (then blended with the mask again onto a colour); "straight" = the photo's
+            own colours under straight alpha, blended once onto a colour.
     Returns:
-        ``(cutout, mask, extracted)`` on ``images.device`` in ``images.dtype``: cutout ``[B,H,W,4]`` (RGBA,
-        straight alpha) or ``[B,H,W,3]`` (a colour background, or the mask for ``only_mask``); mask
-        ``[B,H,W]``, 1 = subject, soft; extracted ``[B,H,W,4]``: ``original`` with the post-processed
-        binary mask as alpha.
+        ``(cutout, mask, extracted)`` on ``images.device`` in ``images.dtype``: cutout ``[B,H,W,4]`` (RGBA)
+        or ``[B,H,W,3]`` (a colour background, or the mask for ``only_mask``); mask ``[B,H,W]``, 1 = subject,
+        soft; extracted ``[B,H,W,4]``: ``original`` with the post-processed binary mask as alpha.
     """
     check_settings(images, model, alpha_matting_foreground_threshold, alpha_matting_background_threshold,
-                   alpha_matting_erode_size, background, original)
+                   alpha_matting_erode_size, background, original, edges)
     sessions.onnxruntime()  # a clear RuntimeError before any work when onnxruntime is missing
     n, h, w = images.shape[:3]
     refine = alpha_matting and not only_mask
@@ -204,8 +213,8 @@ def remove_background(images: Tensor, model: str = "u2netp", alpha_matting: bool
     device = runtime.compute_device()
     colour = BACKGROUNDS[background]
     source = images if original is None else original.expand(n, -1, -1, -1)
-    alpha = torch.empty((n, h, w), device=device)  # 8-bit mask values until divided by 255
-    keep = torch.empty((n, h, w), device=device)  # extracted's alpha: rembg's post-processed mask
+    alpha = torch.empty((n, h, w), device=device)  # the mask in 0..1
+    keep = torch.empty((n, h, w), device=device)  # extracted's alpha: rembg's post-processed mask, 0 or 1
     cutout = torch.empty((n, h, w, 4 if colour is None and not only_mask else 3), device=device)
     extracted = torch.empty((n, h, w, 4), device=device)
 
@@ -214,22 +223,22 @@ def remove_background(images: Tensor, model: str = "u2netp", alpha_matting: bool
         step = 1 if device.type == "cpu" else n
         for i in range(part.start, part.stop, step):
             one = slice(i, min(i + step, part.stop))
-            a = alpha[one]
+            a = alpha[one].unsqueeze(-1)
             if images.shape[-1] == 4 and not only_mask:
-                a.mul_(images[one, ..., 3].to(device).clamp(0, 1))  # transparent input stays transparent
-            rgb = images[one, ..., :3].to(device) if fg is None else fg[one.start - part.start:one.stop - part.start]
+                a.mul_(images[one, ..., 3:].to(device).clamp(0, 1))  # transparent input stays transparent
+            photo = images[one, ..., :3].to(device).clamp(0, 1) if not only_mask or original is None else None
             if only_mask:
-                cutout[one] = a.unsqueeze(-1)
-            elif colour is None:
-                torch.cat([rgb, a.unsqueeze(-1)], dim=-1, out=cutout[one]).clamp_(0, 1)
-            else:  # straight alpha over an opaque colour
-                cutout[one] = (rgb.clamp(0, 1) - colour).mul_(a.unsqueeze(-1)).add_(colour)
-            if original is None and fg is None and colour is None and not only_mask:
-                extracted[one] = cutout[one]  # the same clamped pixels: copy them rather than clamp again
-                extracted[one, ..., 3] = keep[one]  # 0 or 1, so clamping it is a no-op
-                continue
-            rgb_src = source[one, ..., :3].to(device)
-            torch.cat([rgb_src, keep[one].unsqueeze(-1)], dim=-1, out=extracted[one]).clamp_(0, 1)
+                cutout[one] = a
+            else:
+                rgb = photo if fg is None else fg[one.start - part.start:one.stop - part.start].clamp(0, 1)
+                if fg is None and edges == "rembg":
+                    rgb = rgb * a  # rembg's naive cut-out: colour x mask (matting estimates the colour instead)
+                if colour is None:
+                    cutout[one, ..., :3], cutout[one, ..., 3:] = rgb, a
+                else:  # rembg: alpha_composite of that cut-out over an opaque colour
+                    cutout[one] = (rgb - colour).mul_(a).add_(colour)
+            extracted[one, ..., :3] = photo if original is None else source[one, ..., :3].to(device).clamp(0, 1)
+            extracted[one, ..., 3] = keep[one]
 
     # Without matting each group is finished as it comes. With it, each group's matting starts at once,
     # alongside the inference of the next groups.
@@ -239,14 +248,17 @@ def remove_background(images: Tensor, model: str = "u2netp", alpha_matting: bool
         # small chunks when matting: the first images' matting then starts while the others' models run
         for start, mask8 in iter_masks(images, model, progress, chunk_pixels=1 if refine else CHUNK_PIXELS):
             part = slice(start, start + mask8.shape[0])
-            keep[part] = post_process(mask8).div_(255.0)
-            alpha[part] = keep[part] * 255.0 if post_process_mask else mask8
+            post_process(mask8, out=keep[part], value=1.0)
+            if post_process_mask:
+                alpha[part] = keep[part]
+                mask8 = keep[part] * 255.0
+            else:
+                torch.div(mask8, 255.0, out=alpha[part])
             if refine:
                 rgb8 = uint8_values(images[part, ..., :3].to(device))
-                jobs += matting.submit(pool, rgb8, alpha[part], alpha_matting_foreground_threshold,
+                jobs += matting.submit(pool, rgb8, mask8, alpha_matting_foreground_threshold,
                                        alpha_matting_background_threshold, alpha_matting_erode_size)
             else:
-                alpha[part].div_(255.0)
                 compose(part)
         if refine:
             matted, fg = torch.empty((n, h, w)), torch.empty((n, h, w, 3))

@@ -87,6 +87,8 @@ def get_session(model: str, providers: tuple[str, ...], threads: int = 0):
     if threads:  # pinned threads must not spin while a sibling run or torch needs the core
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     opts.log_severity_level = 3
+    # flush denormal floats to zero: a few % faster on the CPU, masks unchanged (tests compare with rembg's)
+    opts.add_session_config_entry("session.set_denormal_as_zero", "1")
     provider_list = [(p, {"device_id": runtime.compute_device().index or 0}) if p == CUDA else p
                      for p in providers]
     session = ort.InferenceSession(str(path), sess_options=opts, providers=provider_list)
