@@ -229,6 +229,23 @@ def test_node_equals_utils(u2netp, photos):
 
 
 @pytest.mark.model
+def test_prompts_saved_before_edges_existed_still_run(u2netp, photos):
+    from executor import run_prompt, tensor_source
+
+    def prompt(**extra):
+        return {"1": {"class_type": "TestSource", "inputs": {"key": "photos"}},
+                "2": {"class_type": "CleanCutRembg", "inputs": {"images": ["1", 0], **DEFAULTS, "background": "white",
+                                                                **extra}}}
+
+    classes = {**PACK.NODE_CLASS_MAPPINGS, "TestSource": tensor_source({"photos": photos[:2]})}
+    old = run_prompt(prompt(), classes).outputs["2"]  # no 'edges': an optional input, so its default applies
+    explicit = run_prompt(prompt(edges="rembg"), classes).outputs["2"]
+    straight = run_prompt(prompt(edges="straight"), classes).outputs["2"]
+    assert all(torch.equal(a, b) for a, b in zip(old, explicit, strict=True))
+    assert not torch.equal(old[0], straight[0]) and torch.equal(old[1], straight[1])
+
+
+@pytest.mark.model
 def test_sessions_are_created_once_per_model_and_providers(u2netp, photos, monkeypatch):
     ort = sessions.onnxruntime()
     made = []
