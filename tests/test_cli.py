@@ -118,6 +118,20 @@ def test_rembg_cutout_and_demo(main, folder, tmp_path, u2netp):
     assert "contact_sheet.png" in names and "chelsea_extracted.png" in names and len(names) == 17
 
 
+@pytest.mark.model
+def test_edges_option_reaches_the_node(main, folder, tmp_path, u2netp):
+    saved = {}
+    for edges in ("rembg", "straight"):
+        out = tmp_path / edges
+        assert main(["cutout", str(folder / "a.png"), "--out", str(out), "--quiet", "--background", "white",
+                     "--edges", edges, "--save", "cutout,mask"]) == 0
+        saved[edges] = np.asarray(Image.open(out / "a_cutout.png").convert("RGB")).astype(int)
+    mask = np.asarray(Image.open(tmp_path / "rembg" / "a_mask.png")) / 255.0
+    # on white, rembg's edges are darker (photo x mask twice): never lighter than the straight blend
+    assert (saved["rembg"] <= saved["straight"] + 1).all()
+    assert (saved["rembg"] < saved["straight"] - 2)[(mask > 0.2) & (mask < 0.8)].any()
+
+
 def test_models_list_reports_presence_and_md5(main, capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("U2NET_HOME", str(tmp_path))
     (tmp_path / "u2netp.onnx").write_bytes(b"not the model")
