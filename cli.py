@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image
 
 from . import NODE_CLASS_MAPPINGS
-from .utils import imageio, models, saving
+from .utils import imageio, models, rembg_batch, saving
 from .utils.bridges import pil2tensor, tensor2pil
 
 log = logging.getLogger("cleancut")
@@ -171,8 +171,8 @@ def add_cutout_options(p: argparse.ArgumentParser, out: Path | None = None) -> N
     p.add_argument("--erode-size", type=int, default=10, help="matting: erosion of the sure regions, pixels")
     p.add_argument("--only-mask", action="store_true", help="the cut-out is the mask as an image")
     p.add_argument("--post-process-mask", action="store_true", help="smooth the mask (rembg's post-process)")
-    p.add_argument("--background", choices=["transparent", "white", "black"], default="transparent")
-    p.add_argument("--edges", choices=["rembg", "straight"], default="rembg",
+    p.add_argument("--background", choices=list(rembg_batch.BACKGROUNDS), default="transparent")
+    p.add_argument("--edges", choices=rembg_batch.EDGES, default="rembg",
                    help="soft-edge colours: rembg's (photo x mask) or the photo's own under straight alpha")
     p.add_argument("--mode", choices=["background", "foreground"], default="background",
                    help="threshold method: which side of the threshold is removed")

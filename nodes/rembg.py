@@ -6,7 +6,6 @@ Nothing here imports rembg or onnxruntime: the session is created when the node 
 from __future__ import annotations
 
 from ..utils import rembg_batch
-from ..utils.checks import check_image
 from ..utils.models import MODEL_NAMES
 from . import widgets as w
 
@@ -67,8 +66,7 @@ class CleanCutRembg:
     def run(self, images, model, alpha_matting, alpha_matting_foreground_threshold,
             alpha_matting_background_threshold, alpha_matting_erode_size, only_mask, post_process_mask,
             background, original=None, edges="rembg"):
-        check_image(images, "images")
-        w.check_inputs(self, locals())
+        w.check_inputs(self, locals())  # the images are checked by remove_background, first thing
         return rembg_batch.remove_background(
             images, model, alpha_matting, alpha_matting_foreground_threshold, alpha_matting_background_threshold,
             alpha_matting_erode_size, only_mask, post_process_mask, background, original, edges)

@@ -29,10 +29,7 @@ from . import lanczos, matting, models, runtime, sessions
 from .checks import check_choice, check_image, check_number
 
 BACKGROUNDS = {"transparent": None, "white": 1.0, "black": 0.0}
-EDGES = {  # the cut-out's colours on soft edges, without alpha matting
-    "rembg": "as rembg.remove: the photo times the mask (blended with the mask again onto white/black)",
-    "straight": "the photo's own colours under straight alpha, blended once onto white/black",
-}
+EDGES = ("rembg", "straight")  # the cut-out's colours on soft edges without matting (see remove_background)
 BLUR_RADIUS, BLUR_SIGMA = 8, 2.0  # rembg's post_process: gaussian_filter(sigma=2), radius int(4 * 2 + 0.5)
 RUN_IMAGES = {320: 16, 1024: 2}  # images per run for models whose input takes a batch (not u2netp)
 CHUNK_PIXELS = 32 * 320 * 320  # model-input pixels prepared at once: 32 images at 320 px (13 MB)
@@ -226,7 +223,9 @@ def remove_background(images: Tensor, model: str = "u2netp", alpha_matting: bool
             a = alpha[one].unsqueeze(-1)
             if images.shape[-1] == 4 and not only_mask:
                 a.mul_(images[one, ..., 3:].to(device).clamp(0, 1))  # transparent input stays transparent
-            photo = images[one, ..., :3].to(device).clamp(0, 1) if not only_mask or original is None else None
+            # the photo's pixels: the cut-out's colours (no matting) and extracted's (no original)
+            needs_photo = original is None or (fg is None and not only_mask)
+            photo = images[one, ..., :3].to(device).clamp(0, 1) if needs_photo else None
             if only_mask:
                 cutout[one] = a
             else:
@@ -251,12 +250,12 @@ def remove_background(images: Tensor, model: str = "u2netp", alpha_matting: bool
             post_process(mask8, out=keep[part], value=1.0)
             if post_process_mask:
                 alpha[part] = keep[part]
-                mask8 = keep[part] * 255.0
             else:
                 torch.div(mask8, 255.0, out=alpha[part])
             if refine:
                 rgb8 = uint8_values(images[part, ..., :3].to(device))
-                jobs += matting.submit(pool, rgb8, mask8, alpha_matting_foreground_threshold,
+                to_matte = keep[part] * 255.0 if post_process_mask else mask8  # rembg mattes what it would show
+                jobs += matting.submit(pool, rgb8, to_matte, alpha_matting_foreground_threshold,
                                        alpha_matting_background_threshold, alpha_matting_erode_size)
             else:
                 compose(part)
