@@ -140,6 +140,16 @@ def test_alpha_matting_matches_rembg(u2netp, matting_photos, fg, bg, erode):
 
 
 @pytest.mark.model
+def test_alpha_matting_of_the_post_processed_mask_matches_rembg(u2netp, matting_photos):
+    _, mask, _ = run(matting_photos, alpha_matting=True, post_process_mask=True)
+    _, plain, _ = run(matting_photos, alpha_matting=True)
+    assert not torch.equal(mask, plain)  # the trimap comes from the post-processed mask, as in rembg
+    for i, ref in enumerate(rembg_reference(matting_photos, alpha_matting=True, post_process_mask=True)):
+        alpha = mask[i].double().numpy()
+        assert np.abs(alpha - ref[..., 3]).mean() <= 3 / 255 and iou(alpha, ref[..., 3]) >= 0.99
+
+
+@pytest.mark.model
 def test_matting_settings_change_the_result(u2netp, matting_photos):
     """The seed app's sliders did nothing (wrong keyword names): here each one changes the matte, as in rembg."""
     x = matting_photos[:2]
