@@ -12,7 +12,7 @@ from __future__ import annotations
 import PIL
 import torch
 from common import arguments, load_pack, photo_batch, print_table, timeit
-from references import was_loop
+from was_reference import was_loop
 
 SETTINGS = {"mode": "background", "threshold": 127, "threshold_tolerance": 2}
 

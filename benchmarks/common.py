@@ -18,9 +18,9 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))  # the pack loader and the references are shared with the tests
+sys.path.insert(0, str(ROOT / "tools"))  # the pack loader and the WAS reference are shared with the tests
 
-from conftest import load_pack  # noqa: E402,F401  (re-exported for the benchmark scripts)
+from packloader import load_pack  # noqa: E402,F401  (re-exported for the benchmark scripts)
 
 
 def _rss() -> int:

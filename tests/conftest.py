@@ -2,27 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import sys
-import uuid
 from pathlib import Path
 
-import numpy as np
-import pytest
-import torch
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))  # dev support shared with benchmarks/tools
 
-ROOT = Path(__file__).resolve().parents[1]
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from packloader import ROOT, load_pack  # noqa: E402,F401  (ROOT is re-exported to the test modules)
+
 CUDA = torch.cuda.is_available()
-
-
-def load_pack():
-    """Import the repository folder by path under a fresh module name, exactly as ComfyUI does."""
-    name = f"pack_{uuid.uuid4().hex[:8]}"
-    spec = importlib.util.spec_from_file_location(name, ROOT / "__init__.py", submodule_search_locations=[str(ROOT)])
-    module = sys.modules[name] = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
 
 PACK = load_pack()  # once per session, at collection, so tests can parametrise over its nodes
 

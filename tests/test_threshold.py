@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image, ImageFilter
-from references import was_loop
+from was_reference import was_loop
 
 BACKENDS = ("opencv", "torch")
 MODES = ("background", "foreground")

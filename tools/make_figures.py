@@ -13,9 +13,9 @@ import torch
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "tools"))
 
-from conftest import load_pack  # noqa: E402
+from packloader import load_pack  # noqa: E402
 
 OUT = ROOT / "docs" / "img"
 

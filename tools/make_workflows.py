@@ -14,10 +14,10 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "tools"))
 
-from conftest import load_pack  # noqa: E402
 from executor import run_prompt  # noqa: E402
+from packloader import load_pack  # noqa: E402
 from workflows import core_stand_ins, ui_to_api, widget_names  # noqa: E402
 
 EXAMPLE = "cleancut_example.jpg"

@@ -1,9 +1,10 @@
-"""A small stand-in for ComfyUI's executor, for tests: runs API-format prompts through NODE_CLASS_MAPPINGS.
+"""A small stand-in for ComfyUI's executor: runs API-format prompts through NODE_CLASS_MAPPINGS.
 
 It validates the way ComfyUI's server does before running anything (required inputs present, link
 types against the source's RETURN_TYPES, combo values, INT/FLOAT/BOOLEAN/STRING conversion and
 ``min``/``max``), then calls each node's ``FUNCTION`` in dependency order and counts outputs against
-``RETURN_TYPES``. Core nodes the pack's workflows need can be passed in ``extra_nodes``.
+``RETURN_TYPES``. Core nodes the pack's workflows need can be passed in ``extra_nodes``. Shared by the
+tests and tools/make_workflows.py.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
-"""Reference implementations the tests and benchmarks compare against, written from the seed documents.
-
-WAS Node Suite's "Image Remove Background (Alpha)" (``../shared/seeds/004_*.txt``), with WAS's own
-tensor <-> PIL helpers, which truncate to 8 bits.
+"""WAS Node Suite's ``WAS_Remove_Background.remove_background`` ("Image Remove Background (Alpha)") and
+WAS's tensor <-> PIL helpers, written out here as WAS ships them, bug included: the helpers truncate to
+8 bits, and in ``background`` mode the threshold is rewritten inside the loop. The tests and benchmarks
+compare CleanCut's Remove Background (Alpha Threshold) against it.
 """
 
 import numpy as np
