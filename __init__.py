@@ -1,14 +1,15 @@
 """CleanCut: batched image preprocessing and background removal nodes for ComfyUI.
 
 ComfyUI imports this folder by path under a generated module name, so every import is relative.
-One table, ``NODES``, gives each node id its class and display name; both mapping dicts derive from it.
+``NODES`` lists the node classes; each declares its own display name, and both mapping dicts derive
+from the list (ids and names checked unique).
 """
 
-from .nodes import background, preprocess, rembg, save
+from .nodes import background, preprocess, save
+from .nodes.base import registry
 
-NODES = {**preprocess.NODES, **save.NODES, **background.NODES, **rembg.NODES}
+NODES = [*preprocess.NODES, *save.NODES, *background.NODES]
 
-NODE_CLASS_MAPPINGS = {node_id: cls for node_id, (cls, _) in NODES.items()}
-NODE_DISPLAY_NAME_MAPPINGS = {node_id: name for node_id, (_, name) in NODES.items()}
+NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS = registry(NODES)
 
 __all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS"]

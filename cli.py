@@ -15,8 +15,10 @@ import numpy as np
 from PIL import Image
 
 from . import NODE_CLASS_MAPPINGS
-from .utils import imageio, models, rembg_batch, saving
+from .utils import imageio, saving
+from .utils import rembg as rb
 from .utils.bridges import pil2tensor, tensor2pil
+from .utils.rembg import models
 
 log = logging.getLogger("cleancut")
 SAMPLES = ("astronaut", "chelsea", "coffee", "rocket")
@@ -171,8 +173,8 @@ def add_cutout_options(p: argparse.ArgumentParser, out: Path | None = None) -> N
     p.add_argument("--erode-size", type=int, default=10, help="matting: erosion of the sure regions, pixels")
     p.add_argument("--only-mask", action="store_true", help="the cut-out is the mask as an image")
     p.add_argument("--post-process-mask", action="store_true", help="smooth the mask (rembg's post-process)")
-    p.add_argument("--background", choices=list(rembg_batch.BACKGROUNDS), default="transparent")
-    p.add_argument("--edges", choices=rembg_batch.EDGES, default="rembg",
+    p.add_argument("--background", choices=list(rb.BACKGROUNDS), default="transparent")
+    p.add_argument("--edges", choices=rb.EDGES, default="rembg",
                    help="soft-edge colours: rembg's (photo x mask) or the photo's own under straight alpha")
     p.add_argument("--mode", choices=["background", "foreground"], default="background",
                    help="threshold method: which side of the threshold is removed")

@@ -73,7 +73,7 @@ def main() -> None:
 
     pack = load_pack()
     node = pack.NODE_CLASS_MAPPINGS["CleanCutRembg"]()
-    sessions = __import__(f"{pack.__name__}.utils.sessions", fromlist=["x"])
+    sessions = __import__(f"{pack.__name__}.utils.rembg.sessions", fromlist=["x"])
     model = "u2netp"
     n, size = (4, 512) if args.quick else (8, 1024)
     batch = photo_batch(n, size, device=args.device)

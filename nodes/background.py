@@ -1,19 +1,25 @@
-"""Background removal nodes: thin wrappers over batched ``utils`` functions."""
+"""Background removal nodes: WAS's threshold cut-out and rembg, thin wrappers over batched ``utils``.
+
+Nothing here imports rembg or onnxruntime: the session is created when the rembg node first runs.
+"""
 
 from __future__ import annotations
 
+from ..utils import rembg as rb
 from ..utils import threshold as th
 from . import widgets as w
+from .base import Node
 
 CATEGORY = "CleanCut/background"
 
 
-class CleanCutAlphaThreshold:
+class CleanCutAlphaThreshold(Node):
+    DISPLAY_NAME = "Remove Background (Alpha Threshold)"
     DESCRIPTION = ("Drop-in replacement for WAS Node Suite's 'Image Remove Background (Alpha)': greyscale, "
                    "Pillow Gaussian blur, fixed threshold, alpha. Same widgets, same cut as WAS on every image "
                    "(bit-exact), but batched (GPU when available), with MASK outputs, and without WAS's bug "
                    "that cuts every second image of a batch with 255 - threshold in background mode.")
-    CATEGORY, FUNCTION = CATEGORY, "run"
+    CATEGORY = CATEGORY
     RETURN_TYPES, RETURN_NAMES = ("IMAGE", "MASK", "MASK"), ("images", "mask", "inverted_mask")
     OUTPUT_TOOLTIPS = (
         "RGBA cut-outs (what WAS returns): the input RGB with straight alpha = mask. Same count, order, size "
@@ -25,33 +31,94 @@ class CleanCutAlphaThreshold:
         "outputs and what Join Image with Alpha expects.",
     )
 
-    @classmethod
-    def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "images": w.image("Images to cut out (batch of RGB or RGBA; an existing alpha is replaced)."),
-                "mode": (list(th.MODES), {"default": "background", "tooltip": (
-                    "WAS's modes. background: removes dark areas, keeps pixels whose blurred grey is above "
-                    "threshold. foreground: removes light areas, keeps pixels darker than threshold.")}),
-                "threshold": w.integer(127, 0, 255, "Cut level on the 8-bit grey scale (0-255), as in WAS. "
-                                       "Higher keeps less in background mode and more in foreground mode."),
-                "threshold_tolerance": w.integer(2, 1, 24, "Blur radius (Pillow GaussianBlur radius) applied "
-                                                 "to the grey before the cut: larger gives smoother edges and "
-                                                 "drops small specks. 1-24, as in WAS."),
-            },
-            "optional": {  # optional: WAS workflows and API prompts that lack it still run unchanged
-                "legacy_alternating": ("BOOLEAN", {"default": False, "tooltip": (
-                    "Off (recommended): every image is cut as WAS cuts a single image, RGB kept at full "
-                    "precision. On: WAS's batch output byte for byte, bug included: in background mode the "
-                    "2nd, 4th, 6th... image of a batch is cut at 255 - threshold; RGB truncated to 8 bits.")}),
-            },
-        }
+    REQUIRED = {
+        "images": w.image("Images to cut out (batch of RGB or RGBA; an existing alpha is replaced)."),
+        "mode": (list(th.MODES), {"default": "background", "tooltip": (
+            "WAS's modes. background: removes dark areas, keeps pixels whose blurred grey is above "
+            "threshold. foreground: removes light areas, keeps pixels darker than threshold.")}),
+        "threshold": w.integer(127, 0, 255, "Cut level on the 8-bit grey scale (0-255), as in WAS. "
+                               "Higher keeps less in background mode and more in foreground mode."),
+        "threshold_tolerance": w.integer(2, 1, 24, "Blur radius (Pillow GaussianBlur radius) applied "
+                                         "to the grey before the cut: larger gives smoother edges and "
+                                         "drops small specks. 1-24, as in WAS."),
+    }
+    OPTIONAL = {  # optional: WAS workflows and API prompts that lack it still run unchanged
+        "legacy_alternating": ("BOOLEAN", {"default": False, "tooltip": (
+            "Off (recommended): every image is cut as WAS cuts a single image, RGB kept at full "
+            "precision. On: WAS's batch output byte for byte, bug included: in background mode the "
+            "2nd, 4th, 6th... image of a batch is cut at 255 - threshold; RGB truncated to 8 bits.")}),
+    }
 
     def run(self, images, mode="background", threshold=127, threshold_tolerance=2, legacy_alternating=False):
-        # alpha_threshold_batches validates every input before any transfer to the GPU.
-        return th.alpha_threshold_batches(images, mode, threshold, threshold_tolerance, legacy_alternating)
+        options = th.ThresholdOptions(mode=mode, threshold=threshold, threshold_tolerance=threshold_tolerance,
+                                      legacy_alternating=legacy_alternating)
+        return th.alpha_threshold_batches(images, options)  # checks everything before any transfer to the GPU
 
 
-NODES = {
-    "CleanCutAlphaThreshold": (CleanCutAlphaThreshold, "Remove Background (Alpha Threshold)"),
-}
+class CleanCutRembg(Node):
+    DISPLAY_NAME = "Remove Background (rembg)"
+    DESCRIPTION = ("Removes the background of every image with a rembg model (same results as rembg.remove), "
+                   "with optional alpha matting of the edges. The model session is loaded once and reused.")
+    CATEGORY = CATEGORY
+    RETURN_TYPES = ("IMAGE", "MASK", "IMAGE")
+    RETURN_NAMES = ("image", "mask", "extracted")
+    OUTPUT_TOOLTIPS = (
+        "The cut-out: RGBA when background is transparent, else RGB on that colour (see edges); the mask as "
+        "a grey image when only_mask is on. Same count and order as the input.",
+        "Alpha of the cut-out, 1 = subject kept, 0 = background; soft at the edges (binary with "
+        "post_process_mask).",
+        "RGBA: the original pixels (or images when original is not connected) with rembg's post-processed, "
+        "binary mask as alpha: the subject cut out with hard edges.",
+    )
+
+    REQUIRED = {
+        "images": w.image("Images to cut out (RGB or RGBA; an alpha channel is kept: transparent stays "
+                          "transparent)." + w.IMAGE_CLAMP_NOTE),
+        "model": (list(rb.MODEL_NAMES), {"default": rb.MODEL_NAMES[0], "tooltip": (
+            "rembg model. u2netp: small (5 MB), fast; u2net / silueta: general; u2net_human_seg: people; "
+            "isnet-*: 1024 px, finer detail; birefnet-*: best quality, slow on CPU. The file is looked up "
+            "in ComfyUI/models/rembg, then ~/.u2net (see the README).")}),
+        "alpha_matting": ("BOOLEAN", {"default": False, "tooltip": (
+            "Refine the edge with closed-form matting (hair, fur, soft edges). Slower: seconds per image.")}),
+        "alpha_matting_foreground_threshold": w.integer(240, 0, 255, (
+            "Matting: mask values (0-255) above this count as sure subject. Higher = fewer sure-subject "
+            "pixels, a wider edge band to solve.")),
+        "alpha_matting_background_threshold": w.integer(10, 0, 255, (
+            "Matting: mask values (0-255) below this count as sure background. Lower = fewer "
+            "sure-background pixels, a wider edge band to solve.")),
+        "alpha_matting_erode_size": w.integer(10, 0, 40, (
+            "Matting: shrink both sure regions by a square of this many pixels before solving. Larger = "
+            "a wider band left to the matting (0 = a 3x3 cross, as rembg).")),
+        "only_mask": ("BOOLEAN", {"default": False, "tooltip": (
+            "Output the mask as the image instead of the cut-out (as rembg: alpha matting is then not "
+            "applied).")}),
+        "post_process_mask": ("BOOLEAN", {"default": False, "tooltip": (
+            "rembg's post-processing: opening, blur (sigma 2 px) and threshold at 127: a smoother but "
+            "binary (hard-edged) mask.")}),
+        "background": (list(rb.BACKGROUNDS), {"default": "transparent", "tooltip": (
+            "transparent: RGBA cut-out. white / black: RGB, composited on that colour.")}),
+    }
+    OPTIONAL = {
+        "original": w.image("Optional: the same images before preprocessing. 'extracted' then takes its "
+                            "pixels from here (same size; same count, or one image)."),
+        "edges": (list(rb.EDGES), {"default": "rembg", "tooltip": (
+            "Colours of the cut-out's soft edges (without alpha matting). rembg: rembg.remove's pixels, "
+            "the photo times the mask, blended with the mask a second time onto white/black (darker "
+            "fringes). straight: the photo's own colours under straight alpha, blended once: cleaner "
+            "edges, best when a later node composites with the mask.")}),
+    }
+
+    def run(self, images, model, alpha_matting, alpha_matting_foreground_threshold,
+            alpha_matting_background_threshold, alpha_matting_erode_size, only_mask, post_process_mask,
+            background, original=None, edges="rembg"):
+        options = rb.RembgOptions(
+            model=model, alpha_matting=alpha_matting,
+            alpha_matting_foreground_threshold=alpha_matting_foreground_threshold,
+            alpha_matting_background_threshold=alpha_matting_background_threshold,
+            alpha_matting_erode_size=alpha_matting_erode_size, only_mask=only_mask,
+            post_process_mask=post_process_mask, background=background, edges=edges)
+        self.check_widgets(vars(options))  # the node's ranges; remove_background checks the images, once
+        return rb.remove_background(images, options, original)
+
+
+NODES = [CleanCutAlphaThreshold, CleanCutRembg]

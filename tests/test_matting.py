@@ -8,7 +8,7 @@ import torch
 from conftest import PACK
 from scipy.ndimage import binary_erosion, gaussian_filter
 
-matting = PACK.utils.matting
+matting = PACK.utils.rembg.matting
 pytest.importorskip("pymatting")
 
 
@@ -43,7 +43,7 @@ def rembg_trimap(mask: np.ndarray, fg: int, bg: int, erode: int) -> np.ndarray:
 def test_trimap_equals_rembgs(fg, bg, erode):
     masks = np.stack([soft_mask(61, 80, seed=s, centre=(0.4 + 0.2 * s, 0.5)) for s in range(3)])
     masks[2, :, :5] = 255  # subject touching the border: eroded there (border_value=0)
-    is_fg, is_bg = matting.trimap(torch.from_numpy(masks).float(), fg, bg, erode)
+    is_fg, is_bg = matting.trimap(torch.from_numpy(masks).float(), matting.Trimap(fg, bg, erode))
     for i, m in enumerate(masks):
         ref = rembg_trimap(m, fg, bg, erode)
         assert np.array_equal(is_fg[i].numpy(), ref == 1.0) and np.array_equal(is_bg[i].numpy(), ref == 0.0)
@@ -103,12 +103,12 @@ def test_batch_equals_one_by_one_and_workers_do_not_change_it():
     images = np.stack([textured(48, 64, seed=s) for s in range(3)])
     masks = np.stack([soft_mask(48, 64, seed=s, centre=(0.45 + 0.05 * s, 0.5)) for s in range(3)])
     rgb8, mask8 = torch.from_numpy(images).float(), torch.from_numpy(masks).float()
-    alpha, fg = matting.alpha_matting(rgb8, mask8, 240, 10, 3)
-    serial = matting.alpha_matting(rgb8, mask8, 240, 10, 3, max_workers=1)
+    alpha, fg = matting.alpha_matting(rgb8, mask8, matting.Trimap(240, 10, 3))
+    serial = matting.alpha_matting(rgb8, mask8, matting.Trimap(240, 10, 3), workers=1)
     assert torch.equal(alpha, serial[0]) and torch.equal(fg, serial[1])
     assert alpha.shape == mask8.shape and fg.shape == rgb8.shape and alpha.dtype == torch.float32
     for i in range(3):
-        one = matting.alpha_matting(rgb8[i:i + 1], mask8[i:i + 1], 240, 10, 3)
+        one = matting.alpha_matting(rgb8[i:i + 1], mask8[i:i + 1], matting.Trimap(240, 10, 3))
         assert torch.equal(one[0][0], alpha[i]) and torch.equal(one[1][0], fg[i])
     assert torch.equal(rgb8, torch.from_numpy(images).float())  # inputs untouched
 
@@ -116,9 +116,9 @@ def test_batch_equals_one_by_one_and_workers_do_not_change_it():
 def test_thresholds_and_erosion_change_the_matte():
     rgb8 = torch.from_numpy(textured(60, 80)).float()[None]
     mask8 = torch.from_numpy(soft_mask(60, 80, edge=12)).float()[None]
-    base = matting.alpha_matting(rgb8, mask8, 240, 10, 3)[0]
+    base = matting.alpha_matting(rgb8, mask8, matting.Trimap(240, 10, 3))[0]
     for settings in [(200, 10, 3), (240, 50, 3), (240, 10, 9)]:
-        assert (matting.alpha_matting(rgb8, mask8, *settings)[0] - base).abs().max() > 0.01, settings
+        assert (matting.alpha_matting(rgb8, mask8, matting.Trimap(*settings))[0] - base).abs().max() > 0.01, settings
 
 
 def test_progress_advances_once_per_image():

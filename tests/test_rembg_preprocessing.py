@@ -9,7 +9,8 @@ import torch
 from conftest import PACK
 from PIL import Image
 
-rb, lanczos, models = PACK.utils.rembg_batch, PACK.utils.lanczos, PACK.utils.models
+lanczos, models = PACK.utils.rembg.resample, PACK.utils.rembg.models
+inference, cutout = PACK.utils.rembg.inference, PACK.utils.rembg.cutout
 
 SIZES = [(1024, 1024, 320, 320), (300, 451, 320, 320), (451, 300, 320, 320), (320, 320, 300, 451),
          (320, 320, 451, 300), (7, 5, 320, 320), (320, 320, 2, 3), (200, 100, 100, 80), (100, 100, 110, 120)]
@@ -55,7 +56,7 @@ def test_model_input_equals_rembg_normalize(photos):
 
     for name in ("u2netp", "isnet-general-use", "isnet-anime", "birefnet-general"):
         spec = models.MODELS[name]
-        ours = rb.model_input(photos[:2], spec).numpy()
+        ours = inference.model_input(photos[:2], spec).numpy()
         for i, arr in enumerate(PACK.utils.bridges.tensor2np(photos[:2])):
             ref = Stub().normalize(Image.fromarray(arr), spec.mean, spec.std, (spec.size, spec.size))["x"]
             assert np.array_equal(ours[i:i + 1], ref), name
@@ -66,7 +67,7 @@ def test_mask_from_output_equals_rembg_predict(sigmoid):
     spec = models.MODELS["birefnet-general" if sigmoid else "u2netp"]
     g = torch.Generator().manual_seed(1)
     pred = torch.randn(2, 320, 320, generator=g).cumsum(1).cumsum(2) / 40  # smooth, like a real output
-    ours = rb.mask_from_output(pred, spec, 300, 451)
+    ours = inference.mask_from_output(pred, spec, 300, 451)
     for i in range(2):
         p = pred[i].numpy()
         p = 1 / (1 + np.exp(-p)) if sigmoid else p
@@ -75,10 +76,9 @@ def test_mask_from_output_equals_rembg_predict(sigmoid):
         diff = np.abs(ours[i].numpy() - np.asarray(ref))
         # NumPy's and torch's float32 exp may differ in the last bit, rarely moving a level: sigmoid only
         assert diff.max() <= (1 if sigmoid else 0) and (diff > 0).mean() < 1e-3
-    assert rb.mask_from_output(torch.zeros(1, 8, 8), spec, 4, 4).eq(0).all()  # constant output: empty mask
+    assert inference.mask_from_output(torch.zeros(1, 8, 8), spec, 4, 4).eq(0).all()  # constant output: empty mask
 
 
-@pytest.mark.parametrize("backend", ["opencv", "torch"])
 def test_post_process_equals_rembg(photo_arrays, monkeypatch, backend):
     pytest.importorskip("rembg")
     from rembg.bg import post_process
@@ -88,7 +88,7 @@ def test_post_process_equals_rembg(photo_arrays, monkeypatch, backend):
     masks = [np.asarray(Image.fromarray(a[..., 1]).resize((97, 64))) for a in photo_arrays.values()]
     masks += [rng.integers(0, 256, (37, 50)).astype(np.uint8), (rng.random((60, 61)) > 0.5).astype(np.uint8) * 255]
     for m in masks:
-        ours = rb.post_process(torch.from_numpy(m.copy()).float()[None])[0]
+        ours = cutout.post_process(torch.from_numpy(m.copy()).float()[None])[0]
         assert np.array_equal(ours.numpy(), post_process(m).astype(np.float32))
 
 

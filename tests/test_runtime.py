@@ -99,8 +99,8 @@ def test_without_comfy(pack, monkeypatch):
 def test_pick_backend(pack, monkeypatch, caplog):
     rt = pack.utils.runtime
     with caplog.at_level("DEBUG", logger="cleancut"):
-        assert rt.pick_backend(torch.device("cpu")) == "opencv"
-    assert "opencv backend on cpu" in caplog.text
+        assert rt.pick_backend(torch.device("cpu")) == "native"
+    assert "native backend on cpu" in caplog.text
     assert rt.pick_backend(torch.device("cuda")) == "torch"
     monkeypatch.setenv("CLEANCUT_BACKEND", "torch")
     assert rt.pick_backend(torch.device("cpu")) == "torch"

@@ -1,5 +1,6 @@
 """CleanCut's library: pure batched torch functions. Nothing here imports ComfyUI."""
 
-from . import adjust, bridges, checks, clahe, color, compose, filters, pipeline, runtime, saving
+from . import adjust, bridges, checks, clahe, color, compare, filters, kernels, pipeline, rembg, runtime, saving
 
-__all__ = ["adjust", "bridges", "checks", "clahe", "color", "compose", "filters", "pipeline", "runtime", "saving"]
+__all__ = ["adjust", "bridges", "checks", "clahe", "color", "compare", "filters", "kernels", "pipeline", "rembg",
+           "runtime", "saving"]

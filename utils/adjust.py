@@ -17,7 +17,7 @@ def gamma_gain(image: Tensor, gamma: float = 1.0, gain: float = 1.0) -> Tensor:
 
     Args:
         image: IMAGE batch ``[B, H, W, C]``, values in 0..1 (values above 1 are clamped first).
-        gamma: > 0. Above 1 brightens mid-tones, below 1 darkens them (the seed app's meaning).
+        gamma: > 0. Above 1 brightens mid-tones, below 1 darkens them (the unraphael app's meaning).
         gain: >= 0. Multiplier applied after the curve.
     Returns:
         New tensor with the shape, dtype and device of ``image``; alpha passed through.
@@ -25,6 +25,11 @@ def gamma_gain(image: Tensor, gamma: float = 1.0, gain: float = 1.0) -> Tensor:
     check_image(image, "image")
     check_number(gamma, "gamma", low=1e-3, high=100.0)
     check_number(gain, "gain", low=0.0, high=100.0)
+    return gamma_gain_core(image, gamma, gain)
+
+
+def gamma_gain_core(image: Tensor, gamma: float = 1.0, gain: float = 1.0) -> Tensor:
+    """:func:`gamma_gain` without the checks, for callers that checked the batch and settings once."""
 
     def curve(rgb: Tensor) -> Tensor:
         out = rgb.clamp(0, 1)  # new tensor: the in-place ops below never touch the input
@@ -45,12 +50,17 @@ def saturation(image: Tensor, saturation: float = 1.0, backend: str = "auto") ->
     Args:
         image: IMAGE batch ``[B, H, W, C]``, values in 0..1.
         saturation: >= 0. 0 gives grey, 1 the input, above 1 more vivid colours.
-        backend: ``"auto"`` (OpenCV on the CPU, torch elsewhere), ``"torch"`` or ``"opencv"``.
+        backend: ``"auto"`` (OpenCV on the CPU, torch elsewhere), ``"torch"`` or ``"native"`` (OpenCV).
     Returns:
         New tensor with the shape, dtype and device of ``image``; alpha passed through.
     """
     check_image(image, "image")
     check_number(saturation, "saturation", low=0.0, high=10.0)
+    return saturation_core(image, saturation, backend)
+
+
+def saturation_core(image: Tensor, saturation: float = 1.0, backend: str = "auto") -> Tensor:
+    """:func:`saturation` without the checks, for callers that checked the batch and settings once."""
 
     def blend(rgb: Tensor) -> Tensor:
         rgb = rgb.clamp(0, 1)
@@ -64,4 +74,4 @@ def saturation(image: Tensor, saturation: float = 1.0, backend: str = "auto") ->
         out = cv2.addWeighted(src, saturation, grey, 1.0 - saturation, 0.0, dst=src)  # src is our own copy
         return torch.from_numpy(np.clip(out, 0, 1, out=out)).view(rgb.shape).to(rgb.dtype)
 
-    return on_rgb(image, blend_opencv if pick_backend(image.device, backend) == "opencv" else blend)
+    return on_rgb(image, blend_opencv if pick_backend(image.device, backend) == "native" else blend)

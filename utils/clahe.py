@@ -20,6 +20,7 @@ from torch import Tensor
 from .bridges import to_uint8
 from .checks import check_image, check_number
 from .color import lab_to_rgb, on_rgb
+from .kernels import mirror_index
 from .runtime import pick_backend
 
 BINS = 256  # 8-bit histograms, as OpenCV's CLAHE on CV_8UC1
@@ -45,7 +46,7 @@ def clahe(image: Tensor, clip_limit: float = 2.0, tile_grid: int = 8, backend: s
             bin average of its tile. Higher gives stronger local contrast (and more noise).
         tile_grid: 1..64 tiles per side. More tiles make the equalisation more local.
         backend: ``"auto"`` (OpenCV when ``image`` is on the CPU, torch elsewhere), ``"torch"`` or
-            ``"opencv"``; the ``CLEANCUT_BACKEND`` environment variable can force the choice for ``"auto"``.
+            ``"native"`` (OpenCV); the ``CLEANCUT_BACKEND`` environment variable can force the choice for ``"auto"``.
     Returns:
         New tensor with the shape, dtype and device of ``image``; alpha passed through untouched.
     Raises:
@@ -54,7 +55,12 @@ def clahe(image: Tensor, clip_limit: float = 2.0, tile_grid: int = 8, backend: s
     check_image(image, "image")
     check_number(clip_limit, "clip_limit", low=0.01, high=MAX_CLIP_LIMIT)
     check_number(tile_grid, "tile_grid", low=1, high=MAX_TILE_GRID, integer=True)
-    run = _clahe_opencv if pick_backend(image.device, backend) == "opencv" else _clahe_torch
+    return clahe_core(image, clip_limit, tile_grid, backend)
+
+
+def clahe_core(image: Tensor, clip_limit: float = 2.0, tile_grid: int = 8, backend: str = "auto") -> Tensor:
+    """:func:`clahe` without the checks, for callers that checked the batch and settings once."""
+    run = _clahe_opencv if pick_backend(image.device, backend) == "native" else _clahe_torch
     return on_rgb(image, lambda rgb: run(rgb, float(clip_limit), tile_grid))
 
 
@@ -136,16 +142,6 @@ def _rgb_to_lab8(codes: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     return light.clamp_(0, 255), a.clamp_(0, 255), b.clamp_(0, 255)
 
 
-def _reflect101(n: int, pad: int, device: torch.device) -> Tensor:
-    """Source indices ``[n + pad]`` of OpenCV's ``BORDER_REFLECT_101`` (``dcb|abcd|cba``), any pad length."""
-    i = torch.arange(n + pad, device=device)
-    if n == 1:
-        return torch.zeros_like(i)
-    period = 2 * (n - 1)
-    i = i % period
-    return torch.where(i >= n, period - i, i)
-
-
 def _tile_luts(light: Tensor, clip_limit: float, tiles: int) -> tuple[Tensor, int, int]:
     """Clipped, equalising LUTs of every tile: ``[B,H,W]`` levels -> ``[B*tiles*tiles*256]`` float32 0..255.
 
@@ -156,7 +152,8 @@ def _tile_luts(light: Tensor, clip_limit: float, tiles: int) -> tuple[Tensor, in
         # OpenCV pads bottom and right by ``tiles - size % tiles`` on *both* axes as soon as either one is
         # not divisible (a whole extra tile's worth on the divisible one); tile sizes follow from that.
         dev = light.device
-        light = light[:, _reflect101(h, tiles - h % tiles, dev)][:, :, _reflect101(w, tiles - w % tiles, dev)]
+        rows, cols = (mirror_index(n, 0, tiles - n % tiles, False, dev) for n in (h, w))  # reflect-101
+        light = light[:, rows][:, :, cols]
     th, tw = light.shape[1] // tiles, light.shape[2] // tiles
     area = th * tw
     # Histograms of all tiles of all images in one bincount: bin = (tile id) * 256 + level.

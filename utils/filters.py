@@ -1,7 +1,7 @@
 """Edge-preserving smoothing and sharpening: bilateral filter and unsharp mask.
 
-Each filter has two backends with one meaning, chosen by :func:`runtime.pick_backend`: ``"opencv"``
-(CPU, the library users already trust) and ``"torch"`` (batched, for the GPU; it also runs on the CPU,
+Each filter has two backends with one meaning, chosen by :func:`runtime.pick_backend`: ``"native"``
+(OpenCV on the CPU, the library users already trust) and ``"torch"`` (batched, for the GPU; it also runs on the CPU,
 which is how CI checks both against the same reference). References: ``cv2.bilateralFilter`` on 8-bit
 RGB, and ``skimage.filters.unsharp_mask`` on the float image.
 """
@@ -16,13 +16,13 @@ import torch
 from torch import Tensor
 
 from .bridges import to_uint8
-from .checks import check_image, check_number
+from .checks import check_image, check_number, fail
 from .color import on_rgb
+from .kernels import gaussian_blur, gaussian_half_width, mirror_index
 from .runtime import PIXELS_PER_CHUNK, pick_backend
 
 MAX_BILATERAL_RADIUS = 49  # diameter 99: cost grows with radius**2, and beyond this the filter is a blur
 _SIGMA_EPS = 1e-6  # OpenCV copies the input when either sigma is at or below this
-_TRUNCATE = 4.0  # scipy's (hence skimage's) default: the Gaussian is cut at 4 sigma
 # Pixels (images x rows x width) per bilateral band in the torch path: the working set is ~11 float32
 # planes of this size whatever the batch or image size (~350 MB on the GPU, where bigger bands mean fewer
 # kernel launches; ~11 MB on the CPU, where cache-sized bands measured ~2x faster than whole images).
@@ -46,7 +46,7 @@ def bilateral(image: Tensor, diameter: int = 9, sigma_color: float = 75.0, sigma
             values flatten more (above ~150 gives a cartoon look). 0 returns the image unchanged.
         sigma_space: 0..1000, in pixels. How fast the weight falls off with distance. 0 returns the
             image unchanged.
-        backend: ``"auto"`` (OpenCV on the CPU, torch elsewhere), ``"opencv"`` or ``"torch"``.
+        backend: ``"auto"`` (OpenCV on the CPU, torch elsewhere), ``"native"`` (OpenCV) or ``"torch"``.
     Returns:
         New tensor with the shape, dtype and device of ``image``; alpha passed through. The opencv
         backend works on 8-bit values as ``cv2.bilateralFilter`` does, so its output is in 1/255 steps.
@@ -55,18 +55,26 @@ def bilateral(image: Tensor, diameter: int = 9, sigma_color: float = 75.0, sigma
     check_number(diameter, "diameter", low=0, high=2 * MAX_BILATERAL_RADIUS + 1, integer=True)
     check_number(sigma_color, "sigma_color", low=0.0, high=1000.0)
     check_number(sigma_space, "sigma_space", low=0.0, high=1000.0)
-    choice = pick_backend(image.device, backend)
+    if diameter == 0 and _radius(0, sigma_space) > MAX_BILATERAL_RADIUS:
+        fail("sigma_space", f"{sigma_space} with diameter 0 gives a radius of {_radius(0, sigma_space)} pixels, "
+             f"above the maximum {MAX_BILATERAL_RADIUS}; set a diameter, or a sigma_space of at most "
+             f"{MAX_BILATERAL_RADIUS / 1.5:.1f}.")
+    return bilateral_core(image, diameter, sigma_color, sigma_space, backend)
+
+
+def _radius(diameter: int, sigma_space: float) -> int:
     if diameter > 0:
-        radius = max(diameter // 2, 1)  # OpenCV widens diameters 1 and 2 to 3
-    else:
-        radius = max(round(1.5 * sigma_space), 1)  # round half to even, as cvRound
-        if radius > MAX_BILATERAL_RADIUS:
-            raise ValueError(f"sigma_space: {sigma_space} with diameter 0 gives a radius of {radius} pixels, "
-                             f"above the maximum {MAX_BILATERAL_RADIUS}; set a diameter, or a sigma_space of "
-                             f"at most {MAX_BILATERAL_RADIUS / 1.5:.1f}.")
+        return max(diameter // 2, 1)  # OpenCV widens diameters 1 and 2 to 3
+    return max(round(1.5 * sigma_space), 1)  # round half to even, as cvRound
+
+
+def bilateral_core(image: Tensor, diameter: int = 9, sigma_color: float = 75.0, sigma_space: float = 75.0,
+                   backend: str = "auto") -> Tensor:
+    """:func:`bilateral` without the checks, for callers that checked the batch and settings once."""
     if sigma_color <= _SIGMA_EPS or sigma_space <= _SIGMA_EPS:
         return on_rgb(image, lambda rgb: rgb.clamp(0, 1))
-    fn = _bilateral_opencv if choice == "opencv" else _bilateral_torch
+    fn = _bilateral_opencv if pick_backend(image.device, backend) == "native" else _bilateral_torch
+    radius = _radius(diameter, sigma_space)
     return on_rgb(image, lambda rgb: fn(rgb, radius, float(sigma_color), float(sigma_space)))
 
 
@@ -86,7 +94,7 @@ def unsharp(image: Tensor, radius: float = 2.0, amount: float = 1.0, threshold: 
         amount: 0..10. Strength; 1.0 adds 100% of the detail.
         threshold: integer 0..255. Only differences above this many 8-bit levels are sharpened, so
             skin and sky stay smooth; 0 sharpens everywhere.
-        backend: ``"auto"`` (OpenCV on the CPU, torch elsewhere), ``"opencv"`` or ``"torch"``.
+        backend: ``"auto"`` (OpenCV on the CPU, torch elsewhere), ``"native"`` (OpenCV) or ``"torch"``.
     Returns:
         New tensor with the shape, dtype and device of ``image``; alpha passed through.
     """
@@ -94,29 +102,17 @@ def unsharp(image: Tensor, radius: float = 2.0, amount: float = 1.0, threshold: 
     check_number(radius, "radius", low=0.0, high=64.0)
     check_number(amount, "amount", low=0.0, high=10.0)
     check_number(threshold, "threshold", low=0, high=255, integer=True)
-    choice = pick_backend(image.device, backend)
-    half = int(_TRUNCATE * radius + 0.5)  # scipy's kernel half-width
+    return unsharp_core(image, radius, amount, threshold, backend)
+
+
+def unsharp_core(image: Tensor, radius: float = 2.0, amount: float = 1.0, threshold: int = 0,
+                 backend: str = "auto") -> Tensor:
+    """:func:`unsharp` without the checks, for callers that checked the batch and settings once."""
+    half = gaussian_half_width(radius)
     if half == 0 or amount == 0:
         return on_rgb(image, lambda rgb: rgb.clamp(0, 1))  # a one-tap blur changes nothing
-    fn = _unsharp_opencv if choice == "opencv" else _unsharp_torch
+    fn = _unsharp_opencv if pick_backend(image.device, backend) == "native" else _unsharp_torch
     return on_rgb(image, lambda rgb: fn(rgb, float(radius), half, float(amount), threshold))
-
-
-def _mirror_index(n: int, before: int, after: int, repeat_edge: bool, device: torch.device) -> Tensor:
-    """Source index of each of ``before + n + after`` padded positions, mirrored at the borders.
-
-    ``repeat_edge`` True is ``cba|abc|cba`` (scipy ``reflect``, OpenCV ``BORDER_REFLECT``); False is
-    ``dcb|abcd|cba`` (OpenCV ``BORDER_REFLECT_101``). Index arithmetic rather than ``F.pad`` because it
-    also holds when the padding is wider than the image (the mirror repeats with period 2n or 2n-2).
-    """
-    i = torch.arange(-before, n + after, device=device)
-    if repeat_edge:
-        i = i.remainder(2 * n)
-        return torch.where(i >= n, 2 * n - 1 - i, i)
-    if n == 1:
-        return torch.zeros_like(i)
-    i = i.remainder(2 * n - 2)
-    return torch.where(i >= n, 2 * n - 2 - i, i)
 
 
 def _space_offsets(radius: int, sigma_space: float) -> list[tuple[int, int, float]]:
@@ -153,8 +149,8 @@ def _bilateral_torch(rgb: Tensor, radius: int, sigma_color: float, sigma_space: 
     # scaling the pixels. float32 as in OpenCV (its tables are float32).
     coeff = float(np.float32(-0.5 / (sigma_color * sigma_color))) * 255.0 * 255.0
     offsets = _space_offsets(radius, sigma_space)
-    rows = _mirror_index(h, radius, radius, False, rgb.device)
-    cols = _mirror_index(w, radius, radius, False, rgb.device)
+    rows = mirror_index(h, radius, radius, False, rgb.device)
+    cols = mirror_index(w, radius, radius, False, rgb.device)
     # Bound the working set: whole images per chunk when several fit the budget, else bands of rows.
     budget = _BAND_PIXELS.get(rgb.device.type, PIXELS_PER_CHUNK)
     per_chunk = max(1, min(b, budget // (h * w)))
@@ -182,13 +178,6 @@ def _bilateral_torch(rgb: Tensor, radius: int, sigma_color: float, sigma_space: 
                 acc.addcmul_(nb, weight)
             out[i0:i0 + n, y0:y0 + bh] = acc.div_(wsum).permute(0, 2, 3, 1)  # centre weight 1: wsum > 0
     return out
-
-
-def _gaussian_taps(sigma: float, half: int) -> np.ndarray:
-    """scipy's 1-D Gaussian: ``2*half+1`` taps, computed in float64, summing to 1."""
-    x = np.arange(-half, half + 1, dtype=np.float64)
-    taps = np.exp(-0.5 / (sigma * sigma) * x * x)
-    return taps / taps.sum()
 
 
 def _sharpen(x: Tensor, blurred: Tensor, amount: float, threshold: int) -> Tensor:
@@ -229,25 +218,10 @@ def _unsharp_opencv(rgb: Tensor, sigma: float, half: int, amount: float, thresho
 def _unsharp_torch(rgb: Tensor, sigma: float, half: int, amount: float, threshold: int) -> Tensor:
     """``[B,H,W,3]`` -> ``[B,H,W,3]``: separable Gaussian as shifted adds, batched, chunk by chunk."""
     b, h, w, _ = rgb.shape
-    taps = _gaussian_taps(sigma, half).tolist()
-    rows = _mirror_index(h, half, half, True, rgb.device)
-    cols = _mirror_index(w, half, half, True, rgb.device)
     per_chunk = max(1, PIXELS_PER_CHUNK // (h * w))  # bounds the few float32 copies of a chunk
     out = torch.empty_like(rgb)
     for i0 in range(0, b, per_chunk):
         x = rgb[i0:i0 + per_chunk].float().clamp(0, 1)  # [n,H,W,3], our own copy
-        # Rows, then columns: pad by mirrored indices, then sum the 2*half+1 shifted views weighted by
-        # the taps. Channels-last needs no permute, and on the CPU this measured ~2.5x faster than a
-        # depthwise conv2d (whose CPU kernels are slow); on the GPU both are memory-bound.
-        blurred = _shift_sum(x.index_select(1, rows), taps, 1, h)  # [n,H+2h,W,3] -> [n,H,W,3]
-        blurred = _shift_sum(blurred.index_select(2, cols), taps, 2, w)  # [n,H,W+2h,3] -> [n,H,W,3]
+        blurred = gaussian_blur(x, sigma, half, dims=(1, 2))  # [n,H,W,3], scipy's mode="reflect"
         out[i0:i0 + x.shape[0]] = _sharpen(x, blurred, amount, threshold)
     return out
-
-
-def _shift_sum(padded: Tensor, taps: list[float], dim: int, size: int) -> Tensor:
-    """``sum_k taps[k] * padded.narrow(dim, k, size)``: a 1-D correlation along ``dim``, no padding."""
-    acc = padded.narrow(dim, 0, size) * taps[0]
-    for k in range(1, len(taps)):
-        acc.add_(padded.narrow(dim, k, size), alpha=taps[k])
-    return acc

@@ -8,7 +8,7 @@ y, each in 24-bit fixed point rounded to 8 bits (``src/libImaging/BoxBlur.c``). 
 WAS's alpha on every pixel (measured 100%; a true Gaussian agrees on 99.9%):
 
 * ``"torch"`` (any device, the GPU path): batched, the box passes as int64 cumulative sums.
-* ``"opencv"`` (the CPU path): image by image in threads, WAS's own Pillow calls on 8-bit planes
+* ``"native"`` (the CPU path): image by image in threads, WAS's own Pillow calls on 8-bit planes
   (a loop forced by Pillow, which releases the GIL) and OpenCV to interleave RGB and alpha. OpenCV
   has no exact equivalent of the blur: its weighted sums of int32 images run in float32, and its exact
   float64 route is twice as slow as Pillow's C loop. The gain over WAS is everything around the blur.
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -26,7 +27,7 @@ from PIL import Image, ImageFilter, ImageOps
 from torch import Tensor
 
 from . import runtime
-from .checks import check_choice, check_image, check_number
+from .checks import check_choice, check_flag, check_image, check_number
 
 MODES = ("background", "foreground")
 PASSES = 3  # Pillow's GaussianBlur default
@@ -124,7 +125,7 @@ def pil_gaussian_blur(grey: Tensor, radius: int, backend: str = "auto") -> Tenso
     Args:
         grey: uint8 ``[B, H, W]``, any size (edges are replicated, as Pillow does).
         radius: Pillow's radius (its sigma), >= 0.
-        backend: ``"torch"``, ``"opencv"`` (Pillow itself, image by image) or ``"auto"``.
+        backend: ``"torch"``, ``"native"`` (Pillow itself, image by image) or ``"auto"``.
     Returns:
         uint8 ``[B, H, W]`` on ``grey.device``.
     """
@@ -140,35 +141,49 @@ def pil_gaussian_blur(grey: Tensor, radius: int, backend: str = "auto") -> Tenso
     return torch.from_numpy(out).to(grey.device)
 
 
-def _check_inputs(image, mode, threshold, threshold_tolerance, legacy_alternating) -> bool:
-    """Every check; returns whether every value of ``image`` lies in 0..1 (then RGB needs no clamping)."""
+@dataclass(frozen=True)
+class ThresholdOptions:
+    """WAS's widgets, by keyword: what :func:`alpha_threshold` cuts with."""
+
+    mode: str = "background"  # background: keep blurred grey above threshold; foreground: below
+    threshold: int = 127  # 0..255 on WAS's 8-bit grey scale
+    threshold_tolerance: int = 2  # 1..24: Pillow GaussianBlur radius applied before the cut
+    legacy_alternating: bool = False  # WAS's batch output byte for byte, its alternating-threshold bug included
+
+    def check(self) -> None:
+        check_choice(self.mode, "mode", MODES)
+        check_number(self.threshold, "threshold", low=0, high=255, integer=True)
+        check_number(self.threshold_tolerance, "threshold_tolerance", low=1, high=24, integer=True)
+        check_flag(self.legacy_alternating, "legacy_alternating")
+
+    def cuts(self, first_index: int, b: int) -> list[int]:
+        """The threshold WAS applies to each of ``b`` images, on the grey it thresholds (inverted in
+        background mode)."""
+        if self.mode == "foreground":
+            return [self.threshold] * b
+        # WAS rewrites threshold = 255 - threshold inside its loop, so it flips back on every odd image.
+        t, legacy = self.threshold, self.legacy_alternating
+        return [t if legacy and (first_index + k) % 2 else 255 - t for k in range(b)]
+
+
+def _check(image: Tensor, options: ThresholdOptions) -> bool:
+    """Every check; returns whether ``image`` needs clamping (some value outside 0..1)."""
     check_image(image, "images")
-    check_choice(mode, "mode", MODES)
-    check_number(threshold, "threshold", low=0, high=255, integer=True)
-    check_number(threshold_tolerance, "threshold_tolerance", low=1, high=24, integer=True)
-    if not isinstance(legacy_alternating, bool):
-        raise ValueError(f"legacy_alternating: expected True or False, got {legacy_alternating!r}.")
+    options.check()
     lo, hi = torch.aminmax(image)
-    return bool((lo >= 0) & (hi <= 1))
+    return not bool((lo >= 0) & (hi <= 1))
 
 
-def _cuts(mode: str, threshold: int, legacy_alternating: bool, first_index: int, b: int) -> list[int]:
-    """The threshold WAS applies to each image, on the grey it thresholds (inverted in background mode)."""
-    if mode == "foreground":
-        return [threshold] * b
-    # WAS rewrites threshold = 255 - threshold inside its loop, so it flips back on every odd image.
-    return [threshold if legacy_alternating and (first_index + k) % 2 else 255 - threshold for k in range(b)]
-
-
-def _cut_torch(image, invert, cuts, radius, legacy, clamp, rgba, mask) -> None:
+def _cut_torch(image: Tensor, options: ThresholdOptions, cuts: list[int], clamp: bool, rgba: Tensor,
+               mask: Tensor) -> None:
     """Batched torch ops on ``image.device`` (the GPU path), writing into ``rgba`` and ``mask``."""
     grey = was_grey(image)
-    if invert:
+    if options.mode == "background":
         grey = 255 - grey  # ImageOps.invert
-    blurred = _blur_torch(grey, radius)
+    blurred = _blur_torch(grey, options.threshold_tolerance)
     cut = torch.tensor(cuts, dtype=torch.uint8, device=image.device).view(-1, 1, 1)
     mask.copy_(blurred < cut)  # WAS: point(x < t -> 0, else 255), convert('L'), invert
-    rgb = was_quantise(image[..., :3]).div_(255.0) if legacy else image[..., :3]
+    rgb = was_quantise(image[..., :3]).div_(255.0) if options.legacy_alternating else image[..., :3]
     rgba[..., :3], rgba[..., 3] = rgb.clamp(0, 1) if clamp else rgb, mask
 
 
@@ -190,8 +205,10 @@ def _truncate_rgb(src: np.ndarray) -> np.ndarray:
     return q8
 
 
-def _cut_cpu(image, invert, cuts, radius, legacy, clamp, rgba, mask) -> None:
+def _cut_native(image: Tensor, options: ThresholdOptions, cuts: list[int], clamp: bool, rgba: Tensor,
+                mask: Tensor) -> None:
     """Per image in threads with NumPy, Pillow and OpenCV, writing into ``rgba`` and ``mask``."""
+    invert, radius, legacy = options.mode == "background", options.threshold_tolerance, options.legacy_alternating
     direct = all(t.device.type == "cpu" and t.dtype == torch.float32 and t.is_contiguous() for t in (rgba, mask))
     rgba_np = rgba.numpy() if direct else np.empty(tuple(rgba.shape), np.float32)
     mask_np = mask.numpy() if direct else np.empty(tuple(mask.shape), np.float32)
@@ -216,81 +233,58 @@ def _cut_cpu(image, invert, cuts, radius, legacy, clamp, rgba, mask) -> None:
         mask.copy_(torch.from_numpy(mask_np))
 
 
-def alpha_threshold(image: Tensor, mode: str = "background", threshold: int = 127, threshold_tolerance: int = 2,
-                    legacy_alternating: bool = False, backend: str = "auto", first_index: int = 0,
-                    out: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor]:
+def alpha_threshold(image: Tensor, options: ThresholdOptions = ThresholdOptions(), backend: str = "auto",
+                    first_index: int = 0, out: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor]:
     """Cut out every image of a batch with WAS's fixed-threshold algorithm, on ``image.device``.
 
     Args:
         image: IMAGE batch ``[B, H, W, C]``, C = 3 or 4 (an existing alpha is replaced), values in 0..1.
-        mode: ``"background"`` keeps pixels whose blurred grey is above ``threshold`` (removes a dark
-            background); ``"foreground"`` keeps those below it (removes a light background).
-        threshold: 0..255, on WAS's 8-bit grey scale.
-        threshold_tolerance: 1..24, Pillow GaussianBlur radius applied to the grey before the cut.
-        legacy_alternating: reproduce WAS byte for byte: in ``background`` mode WAS flips the threshold
-            to ``255 - threshold`` and back on every image, so images 1, 3, 5... of a batch get a
-            different cut; and its RGB is truncated to 8 bits. False: every image is cut as WAS cuts
-            a single image, and the RGB is passed through unquantised (clamped to 0..1).
-        backend: ``"auto"``, ``"torch"`` or ``"opencv"`` (the CPU path), see :func:`runtime.pick_backend`.
+        options: WAS's widgets (:class:`ThresholdOptions`): ``background`` mode keeps pixels whose blurred
+            grey is above ``threshold`` (removes a dark background), ``foreground`` those below it;
+            ``legacy_alternating`` reproduces WAS byte for byte (in background mode WAS flips the threshold
+            to ``255 - threshold`` and back on every image, and truncates RGB to 8 bits); off, every image
+            is cut as WAS cuts a single image and RGB is passed through unquantised (clamped to 0..1).
+        backend: ``"auto"``, ``"torch"`` or ``"native"`` (Pillow, the CPU path), see :func:`runtime.pick_backend`.
         first_index: batch index of ``image[0]`` when called chunk by chunk (sets the legacy parity).
         out: optional contiguous ``(rgba, mask)`` tensors to write into.
     Returns:
         ``(rgba, mask)``: IMAGE ``[B, H, W, 4]`` (straight alpha = mask) and MASK ``[B, H, W]`` with
         1.0 = kept, both with the dtype and device of ``image`` (``out`` when given).
     """
-    clamp = not _check_inputs(image, mode, threshold, threshold_tolerance, legacy_alternating)
-    return _run(image, mode, threshold, threshold_tolerance, legacy_alternating, backend, first_index, clamp, out)
+    clamp = _check(image, options)
+    return _run(image, options, backend, clamp, first_index, out)
 
 
-def _empty(shape: tuple[int, ...], like: Tensor) -> Tensor:
-    """Uninitialised output like ``like``; on the CPU via NumPy, which madvises huge pages: first-touch
-    page faults then cost a quarter of ``torch.empty``'s (they were a third of this node's CPU time)."""
-    if like.device.type == "cpu" and like.dtype in (torch.float32, torch.float16, torch.float64):
-        return torch.from_numpy(np.empty(shape, dtype=str(like.dtype).removeprefix("torch.")))
-    return torch.empty(shape, dtype=like.dtype, device=like.device)
-
-
-def _run(image, mode, threshold, threshold_tolerance, legacy_alternating, backend, first_index, clamp, out):
+def _run(image: Tensor, options: ThresholdOptions, backend: str, clamp: bool, start: int = 0,
+         out: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor]:
     b, h, w, _ = image.shape
     if out is None:
-        out = (_empty((b, h, w, 4), image), _empty((b, h, w), image))
-    cut = _cut_torch if runtime.pick_backend(image.device, backend) == "torch" else _cut_cpu
-    cut(image, mode == "background", _cuts(mode, threshold, legacy_alternating, first_index, b),
-        threshold_tolerance, legacy_alternating, clamp, *out)
+        out = (runtime.empty((b, h, w, 4), image), runtime.empty((b, h, w), image))
+    cut = _cut_torch if runtime.pick_backend(image.device, backend) == "torch" else _cut_native
+    cut(image, options, options.cuts(start, b), clamp, *out)
     return out
 
 
-def alpha_threshold_batches(image: Tensor, mode: str = "background", threshold: int = 127,
-                            threshold_tolerance: int = 2, legacy_alternating: bool = False,
-                            backend: str = "auto", chunk: int | None = None,
+def alpha_threshold_batches(image: Tensor, options: ThresholdOptions = ThresholdOptions(), backend: str = "auto",
+                            chunk: int | None = None,
                             device: torch.device | None = None) -> tuple[Tensor, Tensor, Tensor]:
     """:func:`alpha_threshold` chunk by chunk on the compute device, with progress and Cancel.
 
-    Like :func:`runtime.map_batches`, but with an RGBA output and masks: outputs are preallocated on
-    ``image.device`` and filled chunk by chunk, so peak memory is the outputs plus one chunk.
+    Outputs are preallocated on ``image.device`` and filled chunk by chunk (:func:`runtime.map_batches`),
+    so peak memory is the outputs plus one chunk.
 
     Returns:
         ``(rgba, mask, inverted_mask)``: as :func:`alpha_threshold`, plus ``1 - mask`` (ComfyUI's alpha
         polarity: what Load Image outputs and Join Image with Alpha expects).
     """
-    clamp = not _check_inputs(image, mode, threshold, threshold_tolerance, legacy_alternating)
+    clamp = _check(image, options)
     device = runtime.compute_device() if device is None else device
     backend = runtime.pick_backend(device, backend)
     step = chunk or runtime.chunk_size(image)
-    if backend == "opencv":  # the CPU path: image by image in threads, no chunk-sized temporaries
+    if backend == "native":  # the CPU path: image by image in threads, no chunk-sized temporaries
         device, step = torch.device("cpu"), chunk or max(step, torch.get_num_threads())
-    b, h, w, _ = image.shape
-    rgba, mask = _empty((b, h, w, 4), image), _empty((b, h, w), image)
-    progress = runtime.Progress(b)
-    for start in range(0, b, step):
-        runtime.raise_if_cancelled()
-        stop = min(start + step, b)
-        part = image[start:stop].to(device, non_blocking=True)
-        here = part.device == image.device  # write in place: no second copy of the outputs
-        result = _run(part, mode, threshold, threshold_tolerance, legacy_alternating, backend, start, clamp,
-                      (rgba[start:stop], mask[start:stop]) if here else None)
-        if not here:
-            rgba[start:stop], mask[start:stop] = result
-        progress.update(stop - start)
-    inverted = torch.sub(mask.new_ones(()), mask, out=_empty((b, h, w), image))
+    h, w = image.shape[1:3]
+    rgba, mask = runtime.map_batches(image, _run, chunk=step, device=device, outputs=[(h, w, 4), (h, w)],
+                                     pass_start=True, options=options, backend=backend, clamp=clamp)
+    inverted = torch.sub(mask.new_ones(()), mask, out=runtime.empty(mask.shape, image))
     return rgba, mask, inverted

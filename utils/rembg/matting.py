@@ -17,18 +17,24 @@ run in parallel threads (pymatting's kernels release the GIL).
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from . import runtime
+from .. import runtime
+from ..checks import check_number
 
 REACH = 2  # pixels: an unknown pixel's equation involves pixels this far away (two 3x3 windows)
 FOREGROUND_MARGIN = 32  # pixels of context around the partly transparent ones for the foreground
 DIRECT_SOLVE_LIMIT = 150_000  # unknown pixels per group solved directly (~200 MB of factors at 80k)
 MAX_WORKERS = 8  # images matted at once: each solve can hold a few hundred MB
+
+
+class NoSolution(ValueError):
+    """The trimap leaves nothing to solve against (no sure subject or no sure background)."""
 
 
 def _erode(mask: Tensor, size: int, border: bool) -> Tensor:
@@ -48,16 +54,30 @@ def _erode(mask: Tensor, size: int, border: bool) -> Tensor:
     return (F.max_pool2d(p, size, stride=1) == 0).squeeze(1)
 
 
-def trimap(mask8: Tensor, foreground_threshold: int, background_threshold: int,
-           erode_size: int) -> tuple[Tensor, Tensor]:
+@dataclass(frozen=True)
+class Trimap:
+    """rembg's ``alpha_matting_*`` settings: how the mask is split into sure subject, sure background and
+    the unknown band the matting solves."""
+
+    foreground_threshold: int = 240  # mask values (0..255) above this are sure subject
+    background_threshold: int = 10  # mask values below this are sure background
+    erode_size: int = 10  # side in pixels of the square that erodes both sure regions (0: a 3x3 cross)
+
+    def check(self, prefix: str = "alpha_matting_") -> None:
+        check_number(self.foreground_threshold, prefix + "foreground_threshold", 0, 255, integer=True)
+        check_number(self.background_threshold, prefix + "background_threshold", 0, 255, integer=True)
+        check_number(self.erode_size, prefix + "erode_size", 0, 40, integer=True)
+
+
+def trimap(mask8: Tensor, options: Trimap) -> tuple[Tensor, Tensor]:
     """rembg's trimap for a batch of masks ``[b,H,W]`` (8-bit values): ``(is_foreground, is_background)``.
 
     ``mask > foreground_threshold`` is sure subject and ``mask < background_threshold`` sure background,
     each eroded by an ``erode_size`` square (rembg passes ``structure=None`` for 0: a 3x3 cross); the
     background erosion treats outside the image as background (``border_value=1``).
     """
-    fg = _erode(mask8 > foreground_threshold, erode_size, border=False)
-    bg = _erode(mask8 < background_threshold, erode_size, border=True)
+    fg = _erode(mask8 > options.foreground_threshold, options.erode_size, border=False)
+    bg = _erode(mask8 < options.background_threshold, options.erode_size, border=True)
     return fg, bg
 
 
@@ -85,15 +105,15 @@ def solve_alpha(image: np.ndarray, is_fg: np.ndarray, is_bg: np.ndarray) -> np.n
     Returns:
         ``H x W`` float64 alpha in 0..1.
     Raises:
-        ValueError: the trimap has no foreground or no background pixel, or the solver did not converge
-            (pymatting raises the same; rembg then falls back to the mask).
+        NoSolution: the trimap has no foreground or no background pixel (pymatting raises a ValueError
+            there; rembg then falls back to the mask).
     """
     from pymatting import cf_laplacian
 
     if not is_bg.any():
-        raise ValueError("Trimap did not contain background values")
+        raise NoSolution("Trimap did not contain background values")
     if not is_fg.any():
-        raise ValueError("Trimap did not contain foreground values")
+        raise NoSolution("Trimap did not contain foreground values")
     alpha = is_fg.astype(np.float64)
     unknown = ~(is_fg | is_bg)
     for rows, cols, own in _boxes(unknown):
@@ -155,62 +175,71 @@ def matte_one(image8: np.ndarray, mask8: np.ndarray, is_fg: np.ndarray, is_bg: n
     image = image8.astype(np.float64) / 255.0
     try:
         alpha = solve_alpha(image, is_fg, is_bg)
-    except ValueError:
+    except (NoSolution, ValueError):  # ValueError: pymatting's own, e.g. no convergence
         alpha = mask8.astype(np.float64) / 255.0
     return alpha, estimate_foreground(image, alpha)
 
 
-def submit(pool: ThreadPoolExecutor, rgb8: Tensor, mask8: Tensor, foreground_threshold: int,
-           background_threshold: int, erode_size: int) -> list:
-    """Start matting a group of images on ``pool``: one future of ``(alpha, foreground)`` per image.
+class Matter:
+    """Images matted side by side on a pool of its own: ``submit`` groups as they come, then ``results``.
 
-    ``rgb8`` ``[b,H,W,3]`` and ``mask8`` ``[b,H,W]`` hold 8-bit values. A per-image loop forced by
-    pymatting (NumPy, one image per call); its numba kernels and SuperLU release the GIL, so images run
-    side by side in threads.
+    A per-image loop forced by pymatting (NumPy, one image per call); its numba kernels and SuperLU
+    release the GIL, so images run in threads, one per core (at most MAX_WORKERS). Used as a context
+    manager: leaving it drops the images not started and waits for the running ones.
     """
-    is_fg, is_bg = trimap(mask8, foreground_threshold, background_threshold, erode_size)
-    images, masks = rgb8.to("cpu", torch.uint8).numpy(), mask8.to("cpu", torch.uint8).numpy()
-    is_fg, is_bg = is_fg.cpu().numpy(), is_bg.cpu().numpy()
-    return [pool.submit(matte_one, images[i], masks[i], is_fg[i], is_bg[i]) for i in range(images.shape[0])]
 
+    def __init__(self, trimap: Trimap, images: int, workers: int | None = None):
+        self.trimap = trimap
+        workers = workers or min(images, runtime.cpu_count(), MAX_WORKERS)
+        self._pool = ThreadPoolExecutor(max_workers=max(1, workers))
+        self._jobs: list = []
 
-def workers(n: int) -> int:
-    """Images matted at once: one per core, at most MAX_WORKERS."""
-    from .sessions import cpu_count
+    def __enter__(self) -> Matter:
+        return self
 
-    return max(1, min(n, cpu_count(), MAX_WORKERS))
+    def __exit__(self, *exc) -> None:
+        for job in self._jobs:
+            job.cancel()  # images not started are dropped; the pool still waits for running ones
+        self._pool.shutdown(wait=True)
 
+    def submit(self, rgb8: Tensor, mask8: Tensor) -> None:
+        """Start matting a group: ``rgb8`` ``[b,H,W,3]`` and ``mask8`` ``[b,H,W]`` hold 8-bit values."""
+        is_fg, is_bg = trimap(mask8, self.trimap)
+        images, masks = rgb8.to("cpu", torch.uint8).numpy(), mask8.to("cpu", torch.uint8).numpy()
+        is_fg, is_bg = is_fg.cpu().numpy(), is_bg.cpu().numpy()
+        self._jobs += [self._pool.submit(matte_one, images[i], masks[i], is_fg[i], is_bg[i])
+                       for i in range(images.shape[0])]
 
-def collect(jobs: list, alpha: Tensor, fg: Tensor, progress: runtime.Progress | None = None) -> None:
-    """Wait for ``jobs`` in order, writing into ``alpha`` ``[b,H,W]`` and ``fg`` ``[b,H,W,3]``; Cancel honoured."""
-    try:
-        for i, job in enumerate(jobs):
+    def results(self, progress: runtime.Progress | None = None) -> tuple[Tensor, Tensor]:
+        """Every submitted image, in order: ``(alpha [N,H,W], foreground [N,H,W,3])`` float32 on the CPU.
+
+        Waits image by image, honouring Cancel and advancing ``progress`` once per image.
+        """
+        alpha = fg = None
+        for i, job in enumerate(self._jobs):
             runtime.raise_if_cancelled()
             a, f = job.result()
+            if alpha is None:
+                alpha = torch.empty((len(self._jobs), *a.shape), dtype=torch.float32)
+                fg = torch.empty((len(self._jobs), *f.shape), dtype=torch.float32)
             alpha[i], fg[i] = torch.from_numpy(a), torch.from_numpy(f)
             if progress is not None:
                 progress.update(1)
-    except BaseException:
-        for job in jobs:
-            job.cancel()  # images not started are dropped; the pool still waits for running ones
-        raise
+        return alpha, fg
 
 
-def alpha_matting(rgb8: Tensor, mask8: Tensor, foreground_threshold: int = 240, background_threshold: int = 10,
-                  erode_size: int = 10, progress: runtime.Progress | None = None,
-                  max_workers: int | None = None) -> tuple[Tensor, Tensor]:
+def alpha_matting(rgb8: Tensor, mask8: Tensor, options: Trimap = Trimap(), progress: runtime.Progress | None = None,
+                  workers: int | None = None) -> tuple[Tensor, Tensor]:
     """rembg's alpha matting for a batch.
 
     Args:
-        rgb8: ``[B,H,W,3]`` float holding 8-bit values (0..255). mask8: ``[B,H,W]``, 8-bit values.
-        foreground_threshold, background_threshold, erode_size: rembg's ``alpha_matting_*`` settings.
-        progress: advanced once per image. max_workers: images at once (default: :func:`workers`).
+        rgb8: ``[B, H, W, 3]`` float holding 8-bit values (0..255). mask8: ``[B, H, W]``, 8-bit values.
+        options: rembg's ``alpha_matting_*`` settings. progress: advanced once per image.
+        workers: images matted at once (default one per core, at most MAX_WORKERS).
     Returns:
-        ``(alpha [B,H,W], foreground [B,H,W,3])``, float32 in 0..1 on ``rgb8.device``.
+        ``(alpha [B, H, W], foreground [B, H, W, 3])``, float32 in 0..1 on ``rgb8.device``.
     """
-    alpha = torch.empty(mask8.shape, dtype=torch.float32)
-    fg = torch.empty(rgb8.shape, dtype=torch.float32)
-    with ThreadPoolExecutor(max_workers=max_workers or workers(mask8.shape[0])) as pool:
-        jobs = submit(pool, rgb8, mask8, foreground_threshold, background_threshold, erode_size)
-        collect(jobs, alpha, fg, progress)
+    with Matter(options, mask8.shape[0], workers) as matter:
+        matter.submit(rgb8, mask8)
+        alpha, fg = matter.results(progress)
     return alpha.to(rgb8.device), fg.to(rgb8.device)

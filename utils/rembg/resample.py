@@ -28,6 +28,8 @@ import PIL
 import torch
 from torch import Tensor
 
+from ..checks import fail
+
 PRECISION_BITS = 22  # Pillow: 32 - 8 - 2
 F32_EXACT = 2 ** 24  # float32 holds every integer below this exactly
 
@@ -162,7 +164,7 @@ def resize_uint8(x: Tensor, height: int, width: int, unit: bool = False) -> Tens
         Pillow's result; on ``x.device``.
     """
     if height < 1 or width < 1:
-        raise ValueError(f"size: expected a positive size, got {width}x{height}.")
+        fail("size", f"expected a positive size, got {width}x{height}.")
     if x.device.type == "cpu" and x.shape[0] > 1:
         # on the CPU one image at a time stays in cache: 3x faster than one pass over a 1024^2 x 8 batch
         return torch.cat([resize_uint8(x[i:i + 1], height, width, unit) for i in range(x.shape[0])])

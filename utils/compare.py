@@ -8,8 +8,8 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
 from torch import Tensor
 
+from . import runtime
 from .checks import check_image, check_same_batch
-from .runtime import Progress, raise_if_cancelled
 
 
 def resize_to_height(image: Tensor, height: int) -> Tensor:
@@ -52,34 +52,33 @@ def side_by_side(image_a: Tensor, image_b: Tensor, caption: str = "", chunk: int
     """``image_a`` and ``image_b`` next to each other, ``b`` resized to ``a``'s height.
 
     Args:
-        image_a: IMAGE ``[Ba,H,W,C]``; sets the height, dtype and device of the result.
-        image_b: IMAGE ``[Bb,H',W',C']``; a batch of 1 pairs with every image of ``a`` and vice versa.
+        image_a: IMAGE ``[Ba, H, W, C]``; sets the height, dtype and device of the result.
+        image_b: IMAGE ``[Bb, H', W', C']``; a batch of 1 pairs with every image of ``a`` and vice versa.
         caption: optional text drawn in a strip above; ``"before | after"`` centres one part per panel.
         chunk: images resized at once, to bound memory on big batches.
     Returns:
-        ``[max(Ba,Bb), H (+ strip), W + W'', max(C, C')]`` on ``image_a.device``; RGBA if either is.
+        ``[max(Ba, Bb), H (+ strip), W + W'', max(C, C')]`` on ``image_a.device``; RGBA if either is.
     """
     check_image(image_a, "image_a")
     check_image(image_b, "image_b")
     n = check_same_batch(image_a, image_b, "image_a", "image_b")
-    height, channels = image_a.shape[1], max(image_a.shape[-1], image_b.shape[-1])
+    height, width, channels = image_a.shape[1], image_a.shape[2], max(image_a.shape[-1], image_b.shape[-1])
     b_width = max(1, round(image_b.shape[2] * height / image_b.shape[1]))
     strip = None
     if caption.strip():
-        strip = torch.from_numpy(caption_strip(caption, [image_a.shape[2], b_width], channels))
+        strip = torch.from_numpy(caption_strip(caption, [width, b_width], channels))
         strip = strip.to(image_a.device, image_a.dtype) / 255
     top = 0 if strip is None else strip.shape[0]
-    out = torch.empty((n, top + height, image_a.shape[2] + b_width, channels),
-                      dtype=image_a.dtype, device=image_a.device)
-    if strip is not None:
-        out[:, :top] = strip
-    progress = Progress(n)
-    for start in range(0, n, chunk):
-        raise_if_cancelled()
-        idx = torch.arange(start, min(start + chunk, n))
-        a = image_a[idx % image_a.shape[0]].clamp(0, 1)  # broadcasting a batch of 1 by index
-        b = resize_to_height(image_b[idx % image_b.shape[0]].to(image_a.device), height)
-        out[start:start + len(idx), top:, :image_a.shape[2]] = _with_channels(a, channels)
-        out[start:start + len(idx), top:, image_a.shape[2]:] = _with_channels(b.to(image_a.dtype), channels)
-        progress.update(len(idx))
-    return out
+
+    def pair(a: Tensor, start: int, out: tuple[Tensor]) -> tuple[Tensor]:
+        (dest,) = out
+        b = image_b[torch.arange(start, start + a.shape[0]) % image_b.shape[0]]  # a batch of 1 broadcasts
+        if strip is not None:
+            dest[:, :top] = strip
+        dest[:, top:, :width] = _with_channels(a.clamp(0, 1), channels)
+        dest[:, top:, width:] = _with_channels(resize_to_height(b.to(a.device), height).to(dest.dtype), channels)
+        return out
+
+    # image_a broadcast to the common batch as a view: the chunk loop then walks both batches together
+    return runtime.map_batches(image_a.expand(n, -1, -1, -1), pair, chunk=chunk, device=image_a.device,
+                               outputs=[(top + height, width + b_width, channels)], pass_start=True)

@@ -1,7 +1,7 @@
 """rembg model files: the table, where to find them, md5 verification, and a fetch for air-gapped set-ups.
 
 Every number here is read from rembg's ``sessions/*.py`` (URL, md5, input size, normalisation, output
-activation); ``tests/test_models.py`` compares the table with the installed rembg's source.
+activation); ``tests/test_rembg_models.py`` compares the table with the installed rembg's source.
 
 Search order for ``<name>.onnx`` (or the file name of its release URL):
 1. ComfyUI's ``models/rembg`` folders (``runtime.model_dirs("rembg")``, extra_model_paths.yaml included);
@@ -27,7 +27,8 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from . import runtime
+from .. import runtime
+from ..checks import check_choice
 
 log = logging.getLogger("cleancut")
 
@@ -112,9 +113,8 @@ EXCLUDED = {
 
 
 def spec(name: str) -> ModelSpec:
-    """The table entry for ``name``; ``ValueError`` naming the choices otherwise."""
-    if name not in MODELS:
-        raise ValueError(f"model: {name!r} is not one of {', '.join(MODEL_NAMES)}.")
+    """The table entry for ``name``; a :class:`~..checks.SettingError` naming the choices otherwise."""
+    check_choice(name, "model", MODEL_NAMES)
     return MODELS[name]
 
 

@@ -15,7 +15,7 @@ import pytest
 from conftest import PACK, ROOT
 from modelfiles import U2NETP_MD5, u2netp_fixture  # noqa: F401 - provides the fixture u2netp
 
-models = PACK.utils.models
+models = PACK.utils.rembg.models
 
 
 @pytest.fixture

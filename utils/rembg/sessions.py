@@ -11,9 +11,9 @@ from __future__ import annotations
 import functools
 import importlib
 import logging
-import os
 
-from . import models, runtime
+from .. import runtime
+from . import models
 
 log = logging.getLogger("cleancut")
 
@@ -37,14 +37,6 @@ def onnxruntime():
         raise RuntimeError("onnxruntime is not installed, and rembg models need it. Install one of: "
                            "'pip install onnxruntime-gpu' (NVIDIA GPU) or 'pip install onnxruntime' (CPU), "
                            "with ComfyUI's Python, then restart ComfyUI.") from exc
-
-
-def cpu_count() -> int:
-    """CPU cores this process may use (the affinity mask, as containers set it)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # macOS, Windows
-        return max(1, os.cpu_count() or 1)
 
 
 @functools.cache  # once per process
@@ -116,6 +108,6 @@ def plan(model: str, batch: int) -> tuple[tuple[str, ...], int, int]:
     providers = default_providers()
     if CUDA in providers or models.spec(model).size > 320:
         return providers, 1, 0
-    cores = cpu_count()
+    cores = runtime.cpu_count()
     parallel = max(1, min(batch, cores, MAX_PARALLEL))
     return providers, parallel, (0 if parallel == 1 else max(1, cores // parallel))
