@@ -14,6 +14,8 @@ from packloader import ROOT, load_pack  # noqa: E402,F401  (ROOT is re-exported 
 
 CUDA = torch.cuda.is_available()
 
+pytest_plugins = ["modelfiles"]  # the u2netp model fixture, for every test module
+
 PACK = load_pack()  # once per session, at collection, so tests can parametrise over its nodes
 
 

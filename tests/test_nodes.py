@@ -35,10 +35,22 @@ def is_filter(cls):
 FILTERS = [n for n in NODE_IDS if is_filter(PACK.NODE_CLASS_MAPPINGS[n])]
 
 
-def test_registry_is_consistent(pack):
-    assert set(pack.NODE_CLASS_MAPPINGS) == set(pack.NODE_DISPLAY_NAME_MAPPINGS)
+def test_registry_rejects_duplicate_ids_and_display_names(pack):
+    registry, node_cls = pack.nodes.base.registry, pack.nodes.base.Node
+    first = type("CleanCutA", (node_cls,), {"DISPLAY_NAME": "A"})
+    again = type("CleanCutA", (node_cls,), {"DISPLAY_NAME": "Another"})
+    same_name = type("CleanCutB", (node_cls,), {"DISPLAY_NAME": "A"})
+    nameless = type("CleanCutC", (node_cls,), {})
+    assert registry([first]) == ({"CleanCutA": first}, {"CleanCutA": "A"})
+    for clash in (again, same_name, nameless):
+        with pytest.raises(ValueError, match=clash.__name__):
+            registry([first, clash])
+
+
+def test_every_node_id_is_its_class_name_and_prefixed(pack):
     assert NODE_IDS and all(n.startswith("CleanCut") for n in NODE_IDS)
-    assert len(FILTERS) >= 2
+    for node_id, cls in pack.NODE_CLASS_MAPPINGS.items():
+        assert cls.__name__ == node_id and pack.NODE_DISPLAY_NAME_MAPPINGS[node_id] == cls.DISPLAY_NAME
 
 
 @pytest.mark.parametrize("node_id", NODE_IDS)

