@@ -40,24 +40,44 @@ def _convert_widget(node_id: str, name: str, spec: tuple, value):
         if value not in options:
             raise PromptError(f"{where}: value not in list: {value!r} not in {list(options)}")
         return value
-    try:
-        if kind == "INT":
-            value = int(value)
-        elif kind == "FLOAT":
-            value = float(value)
-        elif kind == "STRING":
-            value = str(value)
-        elif kind == "BOOLEAN":
-            if not isinstance(value, bool):
-                raise TypeError(value)
-    except (TypeError, ValueError) as exc:
-        raise PromptError(f"{where}: failed to convert {value!r} to {kind}") from exc
+    value = _convert_scalar(where, kind, value)
     if kind in ("INT", "FLOAT"):
         if "min" in opts and value < opts["min"]:
             raise PromptError(f"{where}: value {value} smaller than min of {opts['min']}")
         if "max" in opts and value > opts["max"]:
             raise PromptError(f"{where}: value {value} bigger than max of {opts['max']}")
     return value
+
+
+def _as_bool(value):
+    if not isinstance(value, bool):
+        raise TypeError(value)
+    return value
+
+
+CONVERTERS = {"INT": int, "FLOAT": float, "STRING": str, "BOOLEAN": _as_bool}
+
+
+def _convert_scalar(where: str, kind: str, value):
+    """The server's conversion of a widget value to ``kind`` (links and unknown kinds pass unchanged)."""
+    try:
+        return CONVERTERS.get(kind, lambda v: v)(value)
+    except (TypeError, ValueError) as exc:
+        raise PromptError(f"{where}: failed to convert {value!r} to {kind}") from exc
+
+
+def _check_link(prompt: Mapping, classes: Mapping, node_id: str, name: str, input_spec: tuple, link) -> None:
+    """The linked node exists, has that output, and its type fits the input."""
+    where = f"node {node_id} input '{name}'"
+    src = prompt.get(link[0])
+    if src is None:
+        raise PromptError(f"{where}: links to missing node {link[0]}")
+    src_types = classes[src["class_type"]].RETURN_TYPES
+    if link[1] >= len(src_types):
+        raise PromptError(f"{where}: output {link[1]} does not exist")
+    want = input_spec[0] if isinstance(input_spec[0], str) else "COMBO"
+    if not _types_match(src_types[link[1]], want):
+        raise PromptError(f"{where}: return type mismatch {src_types[link[1]]} != {want}")
 
 
 def validate(prompt: Mapping, classes: Mapping) -> None:
@@ -74,20 +94,10 @@ def validate(prompt: Mapping, classes: Mapping) -> None:
                     if section == "required":
                         raise PromptError(f"node {node_id}: required input '{name}' is missing")
                     continue
-                value = inputs[name]
-                if _is_link(value):
-                    src = prompt.get(value[0])
-                    if src is None:
-                        raise PromptError(f"node {node_id} input '{name}': links to missing node {value[0]}")
-                    src_types = classes[src["class_type"]].RETURN_TYPES
-                    if value[1] >= len(src_types):
-                        raise PromptError(f"node {node_id} input '{name}': output {value[1]} does not exist")
-                    want = input_spec[0] if isinstance(input_spec[0], str) else "COMBO"
-                    if not _types_match(src_types[value[1]], want):
-                        raise PromptError(f"node {node_id} input '{name}': return type mismatch "
-                                          f"{src_types[value[1]]} != {want}")
+                if _is_link(inputs[name]):
+                    _check_link(prompt, classes, node_id, name, input_spec, inputs[name])
                 else:
-                    inputs[name] = _convert_widget(node_id, name, input_spec, value)
+                    inputs[name] = _convert_widget(node_id, name, input_spec, inputs[name])
         known = set(spec.get("required", {})) | set(spec.get("optional", {}))
         extra = set(inputs) - known
         if extra:
