@@ -113,7 +113,8 @@ def main() -> None:
                      runs["rembg"], mn, parity(our_mask, ref_mask)))
 
     _, parallel, threads = sessions.plan(model, n)
-    print(f"device {args.device}; onnxruntime providers {', '.join(providers)}; {sessions.cpu_count()} CPU cores; "
+    cores = pack.utils.runtime.cpu_count()
+    print(f"device {args.device}; onnxruntime providers {', '.join(providers)}; {cores} CPU cores; "
           f"node runs {parallel} image(s) at once, {threads or 'default'} thread(s) each")
     print()
     print("| case | CleanCut ms/img | rembg ms/img | speed-up | alpha mean abs diff (/255) | IoU(alpha>0.5) |")

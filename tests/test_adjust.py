@@ -15,7 +15,7 @@ def test_gamma_gain_matches_formula(pack, device, photos, gamma, gain):
 
 
 def test_gamma_above_one_brightens(pack, photos):
-    # The seed app's meaning: a higher gamma makes the image brighter.
+    # The unraphael app's meaning: a higher gamma makes the image brighter.
     assert pack.utils.adjust.gamma_gain(photos, 2.0).mean() > photos.mean() + 0.05
     assert pack.utils.adjust.gamma_gain(photos, 0.5).mean() < photos.mean() - 0.05
 

@@ -24,7 +24,7 @@ def test_neutral_settings_return_the_input(pack, crops):
 
 @pytest.mark.parametrize("control", sorted(ACTIVE))
 def test_every_control_changes_the_output(pack, crops, control):
-    # The seed app silently ignored some of its sliders: here each one must move the result.
+    # The unraphael app silently ignored some of its sliders: here each one must move the result.
     Settings = pack.utils.pipeline.Settings
     base = pack.utils.pipeline.preprocess(crops, Settings(**ACTIVE))
     nudged = pack.utils.pipeline.preprocess(crops, Settings(**{**ACTIVE, control: NUDGED[control]}))

@@ -156,7 +156,7 @@ def test_alpha_matting_of_the_post_processed_mask_matches_rembg(u2netp, matting_
 @pytest.mark.slow
 @pytest.mark.model
 def test_matting_settings_change_the_result(u2netp, matting_photos):
-    """The seed app's sliders did nothing (wrong keyword names): here each one changes the matte, as in rembg."""
+    """The unraphael app's sliders did nothing (wrong keyword names): here each one changes the matte, as in rembg."""
     x = matting_photos[:2]
     base = run(x, alpha_matting=True)[1]
     for name, value in [("alpha_matting_foreground_threshold", 180), ("alpha_matting_background_threshold", 60),
