@@ -34,7 +34,11 @@ class _Filter(Node):
         if len(args) > len(self.WIDGETS):
             raise SettingError("", f"expected at most {len(self.WIDGETS)} widget values "
                                f"({', '.join(self.WIDGETS)}), got {len(args)}.")
-        params.update(zip(list(self.WIDGETS)[:len(args)], args, strict=True))  # positional, INPUT_TYPES order
+        positional = dict(zip(list(self.WIDGETS)[:len(args)], args, strict=True))  # INPUT_TYPES order
+        twice = sorted(set(positional) & set(params))
+        if twice:
+            raise SettingError(twice[0], "given both by position and by keyword; pass it once.")
+        params.update(positional)
         check_image(image, "image")  # once, before any transfer to the GPU
         self.check_widgets(params)
         return (runtime.map_batches(image, type(self).OP, **params),)

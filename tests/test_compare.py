@@ -62,3 +62,9 @@ def test_compare_node_matches_utils(pack, compare):
     a, b = torch.rand(2, 20, 30, 3), torch.rand(1, 10, 10, 3)
     (out,) = node.run(a, b, "a | b")
     assert torch.equal(out, compare.side_by_side(a, b, "a | b"))
+
+
+def test_output_is_clamped_even_when_b_needs_no_resize(compare):
+    a, b = torch.full((1, 8, 8, 3), 0.5), torch.linspace(-0.5, 1.5, 8 * 8 * 3).view(1, 8, 8, 3)
+    out = compare.side_by_side(a, b)
+    assert out.min() >= 0 and out.max() <= 1

@@ -109,3 +109,21 @@ def test_filter_rejects_bad_images(pack, node_id, bad, match):
 def test_filters_accept_positional_widget_values(pack, synthetic):
     node = pack.NODE_CLASS_MAPPINGS["CleanCutGammaGain"]()
     assert torch.equal(node.run(synthetic, 1.6, 0.9)[0], node.run(image=synthetic, gamma=1.6, gain=0.9)[0])
+
+
+@pytest.mark.parametrize("node_id", FILTERS)
+def test_filter_clamps_alpha_and_out_of_range_values_and_accepts_grad(pack, node_id, synthetic):
+    """Every filter's output lies in 0..1, alpha included, even at neutral settings; grad inputs work."""
+    cls = pack.NODE_CLASS_MAPPINGS[node_id]
+    wild = synthetic.clone()
+    wild[0, :10, :, :3] *= 65535.0  # 16-bit-scale values
+    wild[..., 3] *= 2.0  # an alpha of up to 2.0 from a buggy node
+    out = getattr(cls(), cls.FUNCTION)(image=wild.requires_grad_(True), **defaults(cls))[0]
+    assert out.min() >= 0 and out.max() <= 1, f"{node_id} passed values outside 0..1 through"
+    assert torch.equal(out[..., 3], wild[..., 3].detach().clamp(0, 1))
+
+
+def test_a_widget_given_twice_is_an_error(pack, synthetic):
+    node = pack.NODE_CLASS_MAPPINGS["CleanCutGammaGain"]()
+    with pytest.raises(ValueError, match="gamma: given both by position and by keyword"):
+        node.run(synthetic, 1.6, gamma=0.9)

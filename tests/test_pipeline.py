@@ -64,3 +64,19 @@ def test_settings_are_validated(pack, crops):
     for field in dataclasses.fields(Settings):
         with pytest.raises(ValueError, match=field.name):
             pack.utils.pipeline.preprocess(crops, Settings(**{field.name: -5 if field.type == "int" else -5.0}))
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_input_is_chained_in_float32_and_cast_once(pack, crops, dtype, monkeypatch):
+    """On the torch path each step used to round to the input dtype; CLAHE's 8-bit binning then drifted."""
+    monkeypatch.setenv("CLEANCUT_BACKEND", "torch")
+    settings = pack.utils.pipeline.Settings(**ACTIVE)
+    half = pack.utils.pipeline.preprocess(crops.to(dtype), settings)
+    full = pack.utils.pipeline.preprocess(crops.to(dtype).float(), settings)
+    assert half.dtype == dtype
+    assert torch.equal(half, full.to(dtype)), "the chain must see the same float32 values"
+
+
+def test_neutral_settings_still_clamp_out_of_range_values(pack, crops):
+    out = pack.utils.pipeline.preprocess(crops * 65535.0, pack.utils.pipeline.Settings())
+    assert out.max() <= 1 and torch.equal(out, (crops * 65535.0).clamp(0, 1))

@@ -196,9 +196,31 @@ def test_extracted_takes_the_original_pixels(u2netp, photos):
 def test_rgba_input_keeps_its_transparency(u2netp, photos):
     alpha_in = torch.zeros(photos.shape[:3])
     alpha_in[:, :, : photos.shape[2] // 2] = 1.0  # left half opaque
-    cutout, mask, _ = run(torch.cat([photos, alpha_in.unsqueeze(-1)], dim=-1))
-    _, plain, _ = run(photos)
+    rgba = torch.cat([photos, alpha_in.unsqueeze(-1)], dim=-1)
+    cutout, mask, extracted = run(rgba)
+    _, plain, plain_extracted = run(photos)
     assert torch.equal(mask, plain * alpha_in) and torch.equal(cutout[..., 3], mask)
+    # extracted keeps the transparent half transparent too (it used to take the model's mask alone)
+    assert extracted[..., 3][alpha_in == 0].max() == 0 and plain_extracted[..., 3][alpha_in == 0].max() == 1
+    assert torch.equal(extracted[..., 3], plain_extracted[..., 3] * alpha_in)
+    # only_mask: MASK keeps its meaning (1 = subject kept), so the transparent half is 0 there as well
+    grey, only, _ = run(rgba, only_mask=True)
+    assert torch.equal(only, mask) and torch.equal(grey[..., 0], only)
+
+
+@pytest.mark.model
+def test_inputs_that_require_grad_are_processed_like_plain_ones(u2netp, photos):
+    rb.resample._weights_on.cache_clear()
+    with torch.inference_mode():  # as in ComfyUI: the resize weights get cached as inference tensors
+        run(photos[:1])
+    outputs = run(photos.clone().requires_grad_(True))  # a direct call outside ComfyUI
+    assert all(torch.equal(a, b) for a, b in zip(outputs, run(photos), strict=True))
+
+
+@pytest.mark.model
+def test_alpha_matting_of_a_one_pixel_image(u2netp):
+    image, mask, _ = run(torch.full((1, 1, 1, 3), 0.5), alpha_matting=True)
+    assert image.shape == (1, 1, 1, 4) and mask.shape == (1, 1, 1) and bool(torch.isfinite(image).all())
 
 
 @pytest.mark.model

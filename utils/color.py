@@ -15,10 +15,11 @@ _WHITE = (0.950456, 1.0, 1.088754)
 
 
 def on_rgb(image: Tensor, fn: Callable[[Tensor], Tensor]) -> Tensor:
-    """Run ``fn`` on the RGB channels of a ``[B,H,W,3|4]`` batch; alpha is passed through untouched."""
+    """Run ``fn`` on the RGB channels of a ``[B, H, W, 3|4]`` batch; alpha is passed through, clamped to 0..1
+    like every value the pack outputs (an alpha of 2.0 from a buggy node comes out as 1.0)."""
     if image.shape[-1] == 3:
         return fn(image)
-    return torch.cat([fn(image[..., :3]), image[..., 3:]], dim=-1)
+    return torch.cat([fn(image[..., :3]), image[..., 3:].clamp(0, 1)], dim=-1)
 
 
 def luma(rgb: Tensor) -> Tensor:

@@ -16,7 +16,7 @@ def resize_to_height(image: Tensor, height: int) -> Tensor:
     """``[B,H,W,C]`` -> ``[B,height,W',C]`` keeping the aspect ratio (antialiased bilinear)."""
     h, w = image.shape[1:3]
     if h == height:
-        return image
+        return image.clamp(0, 1)  # clamped as the resized path is: the result is always 0..1
     width = max(1, round(w * height / h))
     nchw = image.permute(0, 3, 1, 2).float()  # [B,C,H,W] for interpolate
     out = F.interpolate(nchw, size=(height, width), mode="bilinear", antialias=True, align_corners=False)

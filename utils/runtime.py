@@ -143,7 +143,8 @@ def map_batches(image: Tensor, fn: Callable[..., Tensor | tuple[Tensor, ...]], *
         extra = {"start": start} if pass_start else {}
         if in_place:
             extra["out"] = tuple(r[start:stop] for r in results)
-        got = fn(part.to(device, non_blocking=True), **params, **extra)
+        # detached: a tensor that requires grad (a direct call outside ComfyUI) must not reach the ops
+        got = fn(part.detach().to(device, non_blocking=True), **params, **extra)
         progress.reach(base + stop)
         if in_place:
             continue

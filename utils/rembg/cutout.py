@@ -172,8 +172,10 @@ def _finish(images: Tensor, source: Tensor, alpha: Tensor, keep: Tensor, foregro
         channels = 3 if options.only_mask or BACKGROUNDS[options.background] is not None else 4
         out = tuple(torch.empty(s, device=alpha.device) for s in ((b, h, w, channels), (b, h, w), (b, h, w, 4)))
     cutout, mask, extracted = out
-    if images.shape[-1] == 4 and not options.only_mask:
-        torch.mul(alpha, images[..., 3].clamp(0, 1), out=mask)  # a transparent input stays transparent
+    if images.shape[-1] == 4:  # a transparent input stays transparent in every output, only_mask included
+        opaque = images[..., 3].clamp(0, 1)
+        torch.mul(alpha, opaque, out=mask)
+        keep = keep * opaque
     else:
         mask.copy_(alpha)
     write_cutout(images, mask.unsqueeze(-1), foreground, options, cutout)

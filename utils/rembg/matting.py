@@ -155,7 +155,7 @@ def estimate_foreground(image: np.ndarray, alpha: np.ndarray) -> np.ndarray:
 
     fg = image.copy()
     partial = (alpha > 0) & (alpha < 1)
-    if not partial.any():
+    if not partial.any() or alpha.size == 1:  # a lone pixel is its own best estimate (pymatting divides by 0)
         return fg
     ys, xs = np.nonzero(partial)
     h, w = alpha.shape
