@@ -293,6 +293,8 @@ def test_sessions_are_created_once_per_model_and_providers(u2netp, photos, monke
     run(photos[:2])
     run(photos[:2], only_mask=True)
     run(photos[:2], background="white")
+    run(photos[:1])  # another batch size used to plan another thread count, hence a second session
+    run(photos[:4])
     assert len(made) == 1
     first = sessions.get_session("u2netp", ("CPUExecutionProvider",), 1)
     assert sessions.get_session("u2netp", ("CPUExecutionProvider",), 1) is first
@@ -391,9 +393,13 @@ def test_provider_choice_and_the_cpu_only_warning(monkeypatch, caplog, torch_dev
 def test_plan_runs_small_models_in_parallel_on_the_cpu(monkeypatch):
     monkeypatch.setattr(sessions, "default_providers", lambda: ("CPUExecutionProvider",))
     monkeypatch.setattr(sessions.runtime, "cpu_count", lambda: 8)
+    monkeypatch.setattr(sessions, "session_threads", lambda model, providers: None)  # no session yet
     assert sessions.plan("u2netp", 16) == (("CPUExecutionProvider",), 4, 2)
     assert sessions.plan("u2netp", 1) == (("CPUExecutionProvider",), 1, 0)  # one image: every core on it
     assert sessions.plan("birefnet-general", 16) == (("CPUExecutionProvider",), 1, 0)
+    monkeypatch.setattr(sessions, "session_threads", lambda model, providers: 2)  # a session with 2 threads
+    assert sessions.plan("u2netp", 1) == (("CPUExecutionProvider",), 1, 2)  # ...is kept to, never a second
+    assert sessions.plan("u2netp", 16) == (("CPUExecutionProvider",), 4, 2)
     monkeypatch.setattr(sessions, "default_providers", lambda: ("CUDAExecutionProvider", "CPUExecutionProvider"))
     assert sessions.plan("u2netp", 16)[1:] == (1, 0)
 

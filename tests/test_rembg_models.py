@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import inspect
+import os
 import re
 import urllib.error
 import zipfile
@@ -122,6 +123,40 @@ def test_md5_is_cached_per_path_size_and_mtime(tmp_path):
     assert models.md5_of(f) == first and models._md5_cached.cache_info().hits == hits + 1
     f.write_bytes(b"other bytes")  # new size and mtime: read again
     assert models.md5_of(f) == hashlib.md5(b"other bytes").hexdigest()
+
+
+def test_a_same_size_rewrite_with_its_mtime_restored_is_read_again(tmp_path):
+    f = tmp_path / "m.onnx"
+    f.write_bytes(b"good bytes")
+    st = f.stat()
+    assert models.md5_of(f) == hashlib.md5(b"good bytes").hexdigest()
+    f.write_bytes(b"evil bytes")  # same size
+    os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))  # mtime restored, as `touch -r` or a copy tool does
+    assert models.md5_of(f) == hashlib.md5(b"evil bytes").hexdigest()
+
+
+@pytest.mark.parametrize("kind, hint", [("folder", "is a folder"), ("fifo", "is not a regular file"),
+                                        ("dangling", "is a link to nothing")])
+def test_a_model_name_that_is_not_a_file_is_named_in_the_error(homes, monkeypatch, kind, hint):
+    monkeypatch.setenv("U2NET_HOME", str(homes))
+    path = homes / "u2netp.onnx"
+    {"folder": path.mkdir, "fifo": lambda: os.mkfifo(path),
+     "dangling": lambda: path.symlink_to(homes / "gone.onnx")}[kind]()
+    with pytest.raises(RuntimeError, match=f"{path} {hint}"):
+        models.model_path("u2netp")
+
+
+def test_an_unreadable_model_file_names_path_md5_and_fix(homes, monkeypatch):
+    monkeypatch.setenv("U2NET_HOME", str(homes))
+    (homes / "u2netp.onnx").write_bytes(b"x")
+
+    def denied(*args):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(models, "_md5_cached", denied)  # root reads anything: simulate a chmod 000 file
+    with pytest.raises(RuntimeError, match=f"{homes / 'u2netp.onnx'} cannot be read.*Permission denied.*"
+                                           f"{U2NETP_MD5}.*cleancut models fetch u2netp"):
+        models.model_path("u2netp")
 
 
 def test_unknown_model_name_is_a_value_error():

@@ -148,7 +148,7 @@ def default_dir() -> Path:
 
 
 @cache
-def _md5_cached(path: str, size: int, mtime_ns: int) -> str:
+def _md5_cached(path: str, size: int, mtime_ns: int, ctime_ns: int, inode: int) -> str:
     digest = hashlib.md5()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -157,9 +157,13 @@ def _md5_cached(path: str, size: int, mtime_ns: int) -> str:
 
 
 def md5_of(path: str | os.PathLike) -> str:
-    """The file's md5, computed once per (path, size, mtime): big models are read a single time."""
+    """The file's md5, computed once per (path, size, mtime, ctime, inode): big models are read a single time.
+
+    The change time is in the key because a rewrite can restore the mtime (``touch -r``, a copy tool) but
+    never the ctime, so a same-size corrupted file is read again.
+    """
     st = os.stat(path)
-    return _md5_cached(os.path.abspath(path), st.st_size, st.st_mtime_ns)
+    return _md5_cached(os.path.abspath(path), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
 
 
 def _howto(s: ModelSpec) -> str:
@@ -179,6 +183,19 @@ def find(name: str) -> Path | None:
     return None
 
 
+def _not_files(s: ModelSpec) -> str:
+    """A hint for entries under the model's file names that are not regular files (folder, FIFO, broken link)."""
+    notes = []
+    for folder in search_dirs(s.name):
+        for fname in s.names:
+            path = folder / fname
+            if os.path.islink(path) and not path.exists():
+                notes.append(f"{path} is a link to nothing ({os.readlink(path)})")
+            elif path.exists() and not path.is_file():
+                notes.append(f"{path} is {'a folder' if path.is_dir() else 'not a regular file'}")
+    return f" Found but not usable: {'; '.join(notes)}: remove or replace it." if notes else ""
+
+
 def model_path(name: str) -> Path:
     """The verified file for ``name``.
 
@@ -190,8 +207,12 @@ def model_path(name: str) -> Path:
     path = find(name)
     if path is None:
         searched = "; ".join(str(d) for d in search_dirs(name))
-        raise RuntimeError(f"rembg model '{name}' not found (searched: {searched}). {_howto(s)}")
-    got = md5_of(path)
+        raise RuntimeError(f"rembg model '{name}' not found (searched: {searched}).{_not_files(s)} {_howto(s)}")
+    try:
+        got = md5_of(path)
+    except OSError as exc:
+        raise RuntimeError(f"rembg model file {path} cannot be read ({exc.strerror or exc}): check its "
+                           f"permissions (expected md5 {s.md5}), or remove it and: {_howto(s)}") from exc
     if got != s.md5:
         raise RuntimeError(f"rembg model file {path} is corrupt or a different model: md5 {got}, expected "
                            f"{s.md5}. Delete it, then: {_howto(s)}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import importlib
 import logging
+import threading
 
 from .. import runtime
 from . import models
@@ -60,17 +61,47 @@ def default_providers() -> tuple[str, ...]:
     return (CPU,)
 
 
-@functools.cache  # keyed by (model, providers, threads): never a session per image or per call
+_SESSIONS: dict[tuple[str, tuple[str, ...]], tuple[int, object]] = {}  # (model, providers) -> (threads, session)
+_LOCK = threading.Lock()
+
+
 def get_session(model: str, providers: tuple[str, ...], threads: int = 0):
-    """An ``onnxruntime.InferenceSession`` for ``model``, created once and reused; ``cache_clear`` frees all.
+    """The ``onnxruntime.InferenceSession`` for ``(model, providers)``, created once and reused.
+
+    One session per model and providers, whatever the batch: ``threads`` only applies when the session is
+    first made, and :func:`plan` then keeps to it (a second session per thread count doubled the memory of
+    big models). ``get_session.cache_clear()`` frees them all.
 
     Args:
         model: a name from :data:`models.MODELS`; its file is located and md5-verified first.
         providers: execution providers, normally :func:`default_providers`.
-        threads: intra-op threads on the CPU (0 = onnxruntime's default, one per core).
+        threads: intra-op threads on the CPU for a new session (0 = onnxruntime's default, one per core).
     Raises:
         RuntimeError: onnxruntime missing, or the model file missing / corrupt (path, md5, folder).
     """
+    key = (model, tuple(providers))
+    with _LOCK:
+        if key not in _SESSIONS:
+            _SESSIONS[key] = (threads, _create(model, key[1], threads))
+        return _SESSIONS[key][1]
+
+
+def session_threads(model: str, providers: tuple[str, ...]) -> int | None:
+    """The thread count of the cached session for ``(model, providers)``, or ``None`` when there is none."""
+    entry = _SESSIONS.get((model, tuple(providers)))
+    return None if entry is None else entry[0]
+
+
+def _clear() -> None:
+    with _LOCK:
+        _SESSIONS.clear()
+
+
+get_session.cache_clear = _clear  # the functools spelling callers know
+
+
+def _create(model: str, providers: tuple[str, ...], threads: int):
+    """A new session: the model file located and verified, CPU threads pinned when ``threads`` is set."""
     ort = onnxruntime()
     path = models.model_path(model)
     opts = ort.SessionOptions()
@@ -103,11 +134,15 @@ def plan(model: str, batch: int) -> tuple[tuple[str, ...], int, int]:
     On the CPU, small models (320 px) run several images at once, one single-threaded run per core:
     u2netp's convolutions are too small to keep 2+ threads busy, so image-level parallelism does more
     work per second than onnxruntime's intra-op threads. Big models (1024 px) run one image at a time
-    with every core. On a GPU, one run at a time.
+    with every core. On a GPU, one run at a time. Once a session exists its thread count decides (one
+    session per model): a single image after a batch then runs on one core's share.
     """
     providers = default_providers()
     if CUDA in providers or models.spec(model).size > 320:
         return providers, 1, 0
     cores = runtime.cpu_count()
+    threads = session_threads(model, providers)
+    if threads is not None:  # a session exists: keep to its threads rather than make a second one
+        return providers, (max(1, min(batch, cores // threads, MAX_PARALLEL)) if threads else 1), threads
     parallel = max(1, min(batch, cores, MAX_PARALLEL))
     return providers, parallel, (0 if parallel == 1 else max(1, cores // parallel))
