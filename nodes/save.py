@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from ..utils import runtime, saving
+from ..utils.checks import fail
 from . import widgets as w
 from .base import Node
 
@@ -17,7 +20,9 @@ class CleanCutSave(Node):
     REQUIRED = {
         "filename_prefix": ("STRING", {"default": "cleancut/cutout", "tooltip": "File name prefix inside "
                                        "ComfyUI's output folder; 'folder/name' makes a sub-folder. Files "
-                                       "are <prefix>_<counter>_<role>.png."}),
+                                       "are <prefix>_<counter>_<role>.png. As in Save Image, %year%, "
+                                       "%month%, %day%, %hour%, %minute%, %second%, %width%, %height% and "
+                                       "%date:yyyy-MM-dd% are filled in."}),
         "format": (list(saving.FORMATS), {"default": "png", "tooltip": "Both are lossless and keep alpha. "
                                           "PNG embeds the workflow; WebP is smaller."}),
     }
@@ -31,7 +36,9 @@ class CleanCutSave(Node):
 
     def save(self, filename_prefix, format="png", original=None, cutout=None, extracted=None, mask=None,
              prompt=None, extra_pnginfo=None):
-        self.check_widgets({"format": format})
+        self.check_widgets({"filename_prefix": filename_prefix, "format": format})  # saving checks the prefix
+        if extra_pnginfo is not None and not isinstance(extra_pnginfo, Mapping):
+            fail("extra_pnginfo", f"expected a dict of metadata entries, got {type(extra_pnginfo).__name__}.")
         metadata = None
         if not runtime.metadata_disabled():
             metadata = {**({"prompt": prompt} if prompt is not None else {}), **(extra_pnginfo or {})}
