@@ -12,15 +12,20 @@ from modelfiles import u2netp_fixture  # noqa: F401  (the u2netp fixture)
 from PIL import Image
 
 
-@pytest.fixture(scope="module")
-def main():
+@pytest.fixture(scope="module", name="cli")
+def cli_fixture():
     import importlib
 
-    return importlib.import_module(PACK.__name__ + ".cli").main
+    return importlib.import_module(PACK.__name__ + ".cli")
 
 
-@pytest.fixture
-def folder(tmp_path, photo_arrays):
+@pytest.fixture(scope="module", name="main")
+def main_fixture(cli):
+    return cli.main
+
+
+@pytest.fixture(name="folder")
+def folder_fixture(tmp_path, photo_arrays):
     src = tmp_path / "in"
     src.mkdir()
     astro, cat = photo_arrays["astronaut"], photo_arrays["chelsea"]
@@ -82,29 +87,46 @@ def test_console_entry_point_runs_as_a_module(tmp_path):
     assert res.returncode == 0 and "demo" in res.stdout and "cutout" in res.stdout
 
 
-def test_ctrl_c_stops_after_the_current_batch_and_keeps_its_files(main, folder, tmp_path, monkeypatch):
-    import importlib
+def run_interrupted(cli, main, monkeypatch, argv, presses):
+    """Run ``argv`` with ``presses`` Ctrl-Cs arriving while the first batch is processed."""
     import os
     import signal
 
-    cli = importlib.import_module(PACK.__name__ + ".cli")
     real_cut_out = cli.cut_out
 
     def cut_out_then_interrupt(batch, args):  # the user presses Ctrl-C while the first batch runs
         out = real_cut_out(batch, args)
-        os.kill(os.getpid(), signal.SIGINT)
+        for _ in range(presses):
+            os.kill(os.getpid(), signal.SIGINT)
         return out
 
     monkeypatch.setattr(cli, "cut_out", cut_out_then_interrupt)
     previous = signal.getsignal(signal.SIGINT)
     try:
-        code = main(["cutout", str(folder / "a.png"), str(folder / "b.jpg"), str(folder / "c.webp"), "--out",
-                     str(tmp_path / "o"), "--method", "threshold", "--batch-size", "2", "--quiet"])
+        return main(argv)
     finally:
         signal.signal(signal.SIGINT, previous)
-    assert code == 130
+
+
+def test_ctrl_c_stops_after_the_current_batch_and_keeps_its_files(cli, main, folder, tmp_path, monkeypatch,
+                                                                    capsys):
+    argv = ["cutout", str(folder / "a.png"), str(folder / "b.jpg"), str(folder / "c.webp"), "--out",
+            str(tmp_path / "o"), "--method", "threshold", "--batch-size", "2", "--quiet"]
+    assert run_interrupted(cli, main, monkeypatch, argv, presses=1) == 130
     written = sorted(p.name for p in (tmp_path / "o").iterdir())
     assert written == sorted(f"{s}_{r}.png" for s in "ab" for r in ("original", "cutout", "extracted", "mask"))
+    assert "1 input not processed" in capsys.readouterr().out, "the summary says what is left to do"
+
+
+def test_second_ctrl_c_stops_at_once_with_one_line(cli, main, folder, tmp_path, monkeypatch, capsys):
+    argv = ["cutout", str(folder / "a.png"), str(folder / "b.jpg"), str(folder / "c.webp"), "--out",
+            str(tmp_path / "o"), "--method", "threshold", "--batch-size", "2", "--quiet"]
+    assert run_interrupted(cli, main, monkeypatch, argv, presses=2) == 130
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err
+    last = err.strip().splitlines()[-1]
+    assert "3 inputs not processed" in last, "stopped inside the first batch: nothing was written"
+    assert not any((tmp_path / "o").glob("*_cutout.png"))
 
 
 @pytest.mark.model

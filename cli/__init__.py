@@ -1,0 +1,318 @@
+"""Command line, outside ComfyUI: ``cleancut demo | cutout | models``.
+
+The commands drive the same node classes ComfyUI runs, so a CLI result equals a graph's result. Every
+choice, default and range comes from the library (``pipeline.Settings``, ``RembgOptions``,
+``ThresholdOptions``, ``saving``) and the nodes' declarations; the CLI adds only its own flags' names.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import io
+import json
+import logging
+import signal
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from PIL.PngImagePlugin import PngInfo
+
+from .. import NODE_CLASS_MAPPINGS
+from ..utils import imageio, pipeline, saving
+from ..utils import rembg as rb
+from ..utils.bridges import pil2tensor, tensor2pil
+from ..utils.rembg import models
+from .options import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    METHODS,
+    PREPROCESS,
+    REMBG_FLAGS,
+    THRESHOLD_FLAGS,
+    UsageError,
+    build_parser,
+    resolve,
+)
+
+log = logging.getLogger("cleancut")
+SAMPLES = ("astronaut", "chelsea", "coffee", "rocket")
+def call(node_id: str, **inputs) -> dict:
+    """Run a node with ``inputs``; its outputs by ``RETURN_NAMES``. Library prints stay off stdout (the summary's):
+    pymatting's "PERFORMANCE WARNING" (ichol retried with a larger shift: slower, not wrong) is dropped."""
+    cls = NODE_CLASS_MAPPINGS[node_id]
+    with contextlib.redirect_stdout(io.StringIO()) as printed:  # pymatting prints from worker threads
+        out = getattr(cls(), cls.FUNCTION)(**inputs)
+    text = printed.getvalue()
+    if "PERFORMANCE WARNING" in text:
+        log.debug("pymatting: %s", text.strip())
+    elif text.strip():
+        log.info("%s", text.rstrip())
+    return dict(zip(cls.RETURN_NAMES, out, strict=True))
+
+
+def sample_batch(size: int = 512):
+    """The scikit-image sample photos, resized to ``size`` square, as one IMAGE batch."""
+    from skimage import data  # only the demo needs the sample photos
+
+    images = [Image.fromarray(np.asarray(getattr(data, n)())).convert("RGB").resize((size, size), Image.LANCZOS)
+              for n in SAMPLES]
+    return pil2tensor(images)
+
+
+def cut_out(batch, args) -> dict:
+    """Preprocess (if asked), then remove the background of one IMAGE batch; tensors by save role
+    (plus ``processed``, which is not saved)."""
+    processed = batch
+    if args.settings != pipeline.Settings():  # neutral settings: the node would return a copy
+        processed = call("CleanCutPreprocess", image=batch, **dataclasses.asdict(args.settings))["image"]
+    extra = {"original": batch} if args.method == "rembg" else {}  # extracted: the pixels before preprocessing
+    out = call(METHODS[args.method], images=processed, **dataclasses.asdict(args.options), **extra)
+    cut, extracted = (out["image"], out["extracted"]) if args.method == "rembg" else (out["images"], out["images"])
+    return {"original": batch, "processed": processed, "cutout": cut, "extracted": extracted, "mask": out["mask"]}
+
+
+def settings_metadata(args) -> dict:
+    """What a run's files record about how they were made (the options that applied)."""
+    flags = REMBG_FLAGS if args.method == "rembg" else THRESHOLD_FLAGS
+    return {"method": args.method, **{k: getattr(args, k) for k in (*flags, *PREPROCESS)}}
+
+
+def say(line: str) -> None:
+    """One line on stderr, above the progress bar if there is one."""
+    from tqdm import tqdm
+
+    tqdm.write(line, file=sys.stderr)
+
+
+def count(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+class StopAfterBatch:
+    """First Ctrl-C: finish the current batch, then stop. Second Ctrl-C: stop at once (KeyboardInterrupt)."""
+
+    def __enter__(self):
+        self.requested = False
+        try:
+            self.previous = signal.signal(signal.SIGINT, self._handle)
+        except ValueError:  # not the main thread: Ctrl-C is not ours to handle
+            self.previous = None
+        return self
+
+    def __exit__(self, *exc):
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+
+    def _handle(self, *_):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        say("\nstopping after the current batch (Ctrl-C again to stop now)")
+
+
+def check_model(options) -> None:
+    """The verified model file, before anything is read: the default one is fetched if missing; for any other the
+    RuntimeError of ``models.model_path`` says where to put it."""
+    if options.model == rb.RembgOptions().model:
+        models.ensure(options.model)  # a fresh machine has no model yet: fetch it, md5-verified
+    else:
+        models.model_path(options.model)
+
+
+def target(out: Path, stem: str, role: str, fmt: str) -> Path:
+    return out / f"{stem}_{role}{saving.FORMATS[fmt]}"  # the name saving.write_item gives the file
+
+
+def clear(out: Path, stem: str, roles, fmt: str) -> None:
+    """Remove the files about to be written again (write_item never replaces a file)."""
+    for role in roles:
+        path = target(out, stem, role, fmt)
+        if path.is_file() or path.is_symlink():
+            path.unlink()
+
+
+def gather(args) -> tuple[imageio.Collected, list[imageio.Source], list[str], int]:
+    """The inputs: what was found, what is left to do, what failed, and how many are skipped as done."""
+    found = imageio.collect_inputs(args.inputs)
+    for note in found.notes:
+        say(f"note: {note}")
+    if not found.paths:
+        for line in found.failed:
+            say(f"failed: {line}")
+        raise UsageError("no input files found")
+    todo, failed, skipped, inputs = [], list(found.failed), 0, set(found.paths)
+    for src in imageio.plan(found.paths):
+        targets = [target(args.out, s, r, args.format) for s in src.item_stems for r in args.roles]
+        clash = next((t for t in targets if t.resolve() in inputs), None)
+        if clash is not None:
+            failed.append(f"{src.path}: its output {clash.name} would replace an input file; write to another --out")
+        elif not args.overwrite and all(t.is_file() for t in targets):
+            skipped += 1
+        else:
+            todo.append(src)
+    return found, todo, failed, skipped
+
+
+@dataclasses.dataclass
+class Run:
+    """The progress of ``cutout``: frames still to write per input, failures, files written."""
+
+    args: argparse.Namespace
+    left: dict[Path, int]
+    failed: list[str]
+    done: int = 0
+    written: int = 0
+
+    def give_up(self, src: imageio.Source, reason: str) -> None:
+        if self.left.pop(src.path, None) is not None:
+            self.failed.append(reason)
+
+    def take(self, items, batch, errors) -> None:
+        """One result of ``imageio.batches``: cut out, then write every frame whose input has not failed."""
+        for src, reason in errors:
+            self.give_up(src, reason)
+        if batch is None:
+            return
+        try:
+            tensors = {r: t for r, t in cut_out(batch, self.args).items() if r in self.args.roles}
+        except (ValueError, RuntimeError, OSError, MemoryError) as exc:
+            for src, _ in items:
+                self.give_up(src, f"{src.path}: {str(exc) or type(exc).__name__}")
+            return
+        for i, (src, k) in enumerate(items):
+            if src.path in self.left:
+                self.write(src, k, tensors, i)
+
+    def write(self, src: imageio.Source, k: int, tensors: dict, i: int) -> None:
+        args, stem = self.args, src.item_stems[k]
+        meta = {"source": str(src.path), **({"frame": k + 1} if src.frames > 1 else {}), **settings_metadata(args)}
+        try:
+            clear(args.out, stem, args.roles, args.format)
+            self.written += len(saving.write_item(str(args.out), stem, tensors, i, args.format, {"cleancut": meta}))
+        except (ValueError, OSError) as exc:
+            self.give_up(src, f"{src.path}: {exc}")
+            return
+        self.left[src.path] -= 1
+        if not self.left[src.path]:
+            del self.left[src.path]
+            self.done += 1
+
+
+def cutout_command(args) -> int:
+    from tqdm import tqdm
+
+    found, todo, failed, skipped = gather(args)
+    if todo:
+        if args.method == "rembg":
+            check_model(args.options)
+        args.out.mkdir(parents=True, exist_ok=True)
+    run = Run(args, {src.path: src.frames for src in todo}, failed)
+    with StopAfterBatch() as stop, tqdm(total=sum(run.left.values()), unit="img", disable=args.quiet) as bar:
+        try:
+            for items, batch, errors in imageio.batches(todo, args.batch_size, args.max_pixels):
+                run.take(items, batch, errors)
+                bar.update(len(items) + sum(src.frames for src, _ in errors))
+                if stop.requested:
+                    break
+        except KeyboardInterrupt:
+            say(f"cleancut cutout: stopped at once (second Ctrl-C): {count(run.written, 'file')} written to "
+                f"{args.out}, {count(len(run.left), 'input')} not processed")
+            return EXIT_INTERRUPTED
+    for line in run.failed:
+        say(f"failed: {line}")
+    summary = (f"cleancut cutout: {count(len(found.paths) + len(found.failed), 'input')}: {run.done} done, "
+               f"{skipped} skipped{' (outputs exist; --overwrite redoes them)' if skipped else ''}, "
+               f"{len(run.failed)} failed; {count(run.written, 'file')} written to {args.out}")
+    if stop.requested:
+        summary += f"; interrupted: {count(len(run.left), 'input')} not processed"
+    sys.stdout.write(summary + "\n")
+    return EXIT_INTERRUPTED if stop.requested else (EXIT_FAILED if run.failed else EXIT_OK)
+
+
+def demo_command(args) -> int:
+    """The whole chain on the sample photos: download set per photo plus a contact sheet."""
+    if args.method == "rembg":
+        check_model(args.options)
+    batch = sample_batch(args.size)
+    args.out.mkdir(parents=True, exist_ok=True)
+    items = cut_out(batch, args)
+    saved = {r: t for r, t in items.items() if r in args.roles}
+    written, meta = 0, settings_metadata(args)
+    for i, name in enumerate(SAMPLES):
+        clear(args.out, name, args.roles, args.format)  # the demo replaces its own files
+        written += len(saving.write_item(str(args.out), name, saved, i, args.format,
+                                         {"cleancut": {"source": f"skimage.data.{name}", **meta}}))
+    sheet = call("CleanCutCompare", image_a=batch, image_b=items["processed"], caption="original | preprocessed")
+    rows = call("CleanCutCompare", image_a=sheet["comparison"], image_b=items["cutout"], caption="")
+    contact = tensor2pil(rows["comparison"])
+    w, h = contact[0].size
+    page = Image.new("RGBA", (w, h * len(contact)), (255, 255, 255, 255))
+    for i, im in enumerate(contact):
+        page.alpha_composite(im.convert("RGBA"), (0, i * h))
+    info = PngInfo()
+    info.add_text("cleancut", json.dumps({"source": "contact sheet", **meta}))  # not an input for cutout
+    page.save(args.out / "contact_sheet.png", pnginfo=info)
+    sys.stdout.write(f"cleancut demo: {len(SAMPLES)} sample photos, {written + 1} files in {args.out} "
+                     f"(contact_sheet.png shows original | preprocessed | cut-out)\n")
+    return EXIT_OK
+
+
+def models_command(args) -> int:
+    if args.action == "list":
+        sys.stdout.write("".join(row + "\n" for row in models.status_rows()))
+    else:
+        sys.stdout.write(f"{args.name}: verified, at {models.fetch(args.name)}\n")
+    return EXIT_OK
+
+
+class _Say(logging.Handler):
+    """The library's log lines (a model download, a decoder's warning) on stderr, above the progress bar."""
+
+    def emit(self, record):
+        say(self.format(record))
+
+
+@contextlib.contextmanager
+def _logging():
+    handler, previous = _Say(logging.INFO), (log.level, log.propagate)  # default format: the message alone
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False  # the lines go to stderr once, whatever the root logger does
+    try:
+        yield
+    finally:
+        log.removeHandler(handler)
+        log.level, log.propagate = previous
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit code (see ``EXIT_CODES``). Errors are one line on stderr."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # --help, or a usage error already reported in one line
+        return exc.code if isinstance(exc.code, int) else EXIT_OK
+    commands = {"demo": demo_command, "cutout": cutout_command, "models": models_command}
+    with _logging():
+        try:
+            if args.command != "models":
+                resolve(args)
+            return commands[args.command](args)
+        except UsageError as exc:
+            say(f"cleancut {args.command}: {exc}")
+            return EXIT_USAGE
+        except KeyboardInterrupt:
+            say(f"cleancut {args.command}: interrupted")
+            return EXIT_INTERRUPTED
+        except (ValueError, RuntimeError, OSError) as exc:
+            say(f"cleancut {args.command}: {exc}")
+            return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())
