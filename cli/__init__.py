@@ -18,13 +18,14 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
-from PIL.PngImagePlugin import PngInfo
 
 from .. import NODE_CLASS_MAPPINGS
 from ..utils import imageio, pipeline, saving
 from ..utils import rembg as rb
-from ..utils.bridges import pil2tensor, tensor2pil
+from ..utils.bridges import pil2tensor, tensor2np
+from ..utils.compare import caption_strip
 from ..utils.rembg import models
 from .options import (
     EXIT_FAILED,
@@ -248,19 +249,37 @@ def demo_command(args) -> int:
         clear(args.out, name, args.roles, args.format)  # the demo replaces its own files
         written += len(saving.write_item(str(args.out), name, saved, i, args.format,
                                          {"cleancut": {"source": f"skimage.data.{name}", **meta}}))
-    sheet = call("CleanCutCompare", image_a=batch, image_b=items["processed"], caption="original | preprocessed")
-    rows = call("CleanCutCompare", image_a=sheet["comparison"], image_b=items["cutout"], caption="")
-    contact = tensor2pil(rows["comparison"])
-    w, h = contact[0].size
-    page = Image.new("RGBA", (w, h * len(contact)), (255, 255, 255, 255))
-    for i, im in enumerate(contact):
-        page.alpha_composite(im.convert("RGBA"), (0, i * h))
-    info = PngInfo()
-    info.add_text("cleancut", json.dumps({"source": "contact sheet", **meta}))  # not an input for cutout
-    page.save(args.out / "contact_sheet.png", pnginfo=info)
+    write_contact_sheet(args.out / CONTACT_SHEET, batch, items, meta)
     sys.stdout.write(f"cleancut demo: {len(SAMPLES)} sample photos, {written + 1} files in {args.out} "
-                     f"(contact_sheet.png shows original | preprocessed | cut-out)\n")
+                     f"({CONTACT_SHEET} shows original | preprocessed | cut-out on a checkerboard)\n")
     return EXIT_OK
+
+
+CONTACT_SHEET = "contact_sheet.jpg"
+
+
+def checkerboard(height: int, width: int, square: int = 16) -> torch.Tensor:
+    """``[height, width, 1]`` light and mid grey squares: what image editors show behind transparency."""
+    y, x = torch.arange(height).view(-1, 1) // square, torch.arange(width).view(1, -1) // square
+    return torch.where((y + x) % 2 == 0, 0.8, 0.6).unsqueeze(-1)
+
+
+def write_contact_sheet(path: Path, batch: torch.Tensor, items: dict, meta: dict) -> None:
+    """One row per photo: original | preprocessed | cut-out (on a checkerboard, so edges can be judged),
+    each column captioned; a JPEG that later folder scans recognise as ours (EXIF) and skip."""
+    cut = items["cutout"]
+    if cut.shape[-1] == 4:  # composite over the checkerboard: transparency visible, edges judged
+        a = cut[..., 3:]
+        cut = cut[..., :3] * a + checkerboard(*cut.shape[1:3]) * (1 - a)
+    pair = call("CleanCutCompare", image_a=batch, image_b=items["processed"])["comparison"]
+    rows = call("CleanCutCompare", image_a=pair, image_b=cut)["comparison"]  # [B, H, 3W', 3]
+    width = batch.shape[2]
+    strip = caption_strip("original | preprocessed | cut-out", [width, width, rows.shape[2] - 2 * width], 3)
+    page = np.concatenate([strip, *tensor2np(rows)], axis=0)
+    image = Image.fromarray(page, "RGB")
+    exif = image.getexif()
+    exif[0x010E] = f"{imageio.OUTPUT_KEY}:{json.dumps({'source': 'contact sheet', **meta})}"  # ImageDescription
+    image.save(path, quality=88, exif=exif)
 
 
 def models_command(args) -> int:

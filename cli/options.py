@@ -119,7 +119,9 @@ def add_cutout_options(p: argparse.ArgumentParser, command: str) -> None:
     p.add_argument("--method", choices=list(METHODS), help="rembg: a rembg model (the rembg options below); "
                    "threshold: WAS's fixed grey threshold (--mode, --threshold, --tolerance) (default rembg)")
     p.add_argument("--save", help=f"roles to write, comma-separated, from: {', '.join(saving.ROLES)} "
-                   f"(default {d['save']})")
+                   f"(default {d['save']}). 'original' is the decoded input as the nodes saw it (orientation "
+                   "applied, 8- or 16-bit PNG/WebP, without the source's ICC profile or EXIF), not a copy "
+                   "of the file: drop it from --save to keep only the cut-outs")
     p.add_argument("--format", choices=list(FORMAT_NAMES), metavar="FORMAT",
                    help="png or webp, both lossless ('webp (lossless)', the node's name, works too) "
                         f"(default {d['format']})")

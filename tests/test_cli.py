@@ -137,7 +137,18 @@ def test_rembg_cutout_and_demo(main, folder, tmp_path, u2netp):
     demo = tmp_path / "demo"
     assert main(["demo", "--out", str(demo), "--size", "128", "--quiet"]) == 0
     names = {p.name for p in demo.iterdir()}
-    assert "contact_sheet.png" in names and "chelsea_extracted.png" in names and len(names) == 17
+    assert "contact_sheet.jpg" in names and "chelsea_extracted.png" in names and len(names) == 17
+    sheet = np.asarray(Image.open(demo / "contact_sheet.jpg")).astype(int)
+    assert sheet.shape[1] == 3 * 128 and sheet.shape[0] > 4 * 128, "three columns, four rows, a caption strip"
+    strip = sheet[:sheet.shape[0] - 4 * 128]
+    for col in range(3):  # each column has its caption: light text on the dark strip
+        assert (strip[:, col * 128:(col + 1) * 128] > 180).any(), f"column {col} has no caption"
+    cut = np.asarray(Image.open(demo / "chelsea_cutout.png")).astype(int)
+    clear = cut[..., 3] == 0
+    shown = sheet[-4 * 128:][128:2 * 128, 2 * 128:]  # chelsea's row (the second), cut-out column
+    assert clear.any() and len(np.unique(shown[clear].mean(axis=1) // 40)) >= 2, "a checkerboard, not one colour"
+    code = main(["cutout", str(demo), "--out", str(tmp_path / "again"), "--method", "threshold", "--quiet"])
+    assert code == 2, "the demo's own files (contact sheet included) are not inputs: nothing to do"
 
 
 @pytest.mark.model

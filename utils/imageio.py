@@ -136,7 +136,7 @@ def _probe(path: str, size: int, mtime_ns: int) -> Probe:
 def _is_output(im: Image.Image) -> bool:
     if im.format == "PNG":
         return OUTPUT_KEY in im.info  # a text chunk before the pixels: read at open
-    if im.format == "WEBP" and "exif" in im.info:
+    if im.format in ("WEBP", "JPEG") and "exif" in im.info:  # the contact sheet is a JPEG
         return any(isinstance(v, str) and v.startswith(OUTPUT_KEY + ":") for v in im.getexif().values())
     return False
 

