@@ -22,7 +22,7 @@ import torch
 from PIL import Image
 
 from .. import NODE_CLASS_MAPPINGS
-from ..utils import imageio, pipeline, saving
+from ..utils import imageio, pipeline, runtime, saving
 from ..utils import rembg as rb
 from ..utils.bridges import pil2tensor, tensor2np
 from ..utils.compare import caption_strip
@@ -66,14 +66,17 @@ def sample_batch(size: int = 512):
     return pil2tensor(images)
 
 
-def cut_out(batch, args) -> dict:
+def cut_out(batch, args, on_progress=None) -> dict:
     """Preprocess (if asked), then remove the background of one IMAGE batch; tensors by save role
-    (plus ``processed``, which is not saved)."""
+    (plus ``processed``, which is not saved). ``on_progress(fraction)`` hears the cut-out's progress."""
     processed = batch
     if args.settings != pipeline.Settings():  # neutral settings: the node would return a copy
         processed = call("CleanCutPreprocess", image=batch, **dataclasses.asdict(args.settings))["image"]
     extra = {"original": batch} if args.method == "rembg" else {}  # extracted: the pixels before preprocessing
-    out = call(METHODS[args.method], images=processed, **dataclasses.asdict(args.options), **extra)
+    listen = runtime.progress_listener(lambda done, total: on_progress(done / total)) if on_progress else \
+        contextlib.nullcontext()
+    with listen:  # the cut-out is the slow part: the bar follows it image by image
+        out = call(METHODS[args.method], images=processed, **dataclasses.asdict(args.options), **extra)
     cut, extracted = (out["image"], out["extracted"]) if args.method == "rembg" else (out["images"], out["images"])
     return {"original": batch, "processed": processed, "cutout": cut, "extracted": extracted, "mask": out["mask"]}
 
@@ -174,14 +177,14 @@ class Run:
         if self.left.pop(src.path, None) is not None:
             self.failed.append(reason)
 
-    def take(self, items, batch, errors) -> None:
+    def take(self, items, batch, errors, on_progress=None) -> None:
         """One result of ``imageio.batches``: cut out, then write every frame whose input has not failed."""
         for src, reason in errors:
             self.give_up(src, reason)
         if batch is None:
             return
         try:
-            tensors = {r: t for r, t in cut_out(batch, self.args).items() if r in self.args.roles}
+            tensors = {r: t for r, t in cut_out(batch, self.args, on_progress).items() if r in self.args.roles}
         except (ValueError, RuntimeError, OSError, MemoryError) as exc:
             for src, _ in items:
                 self.give_up(src, f"{src.path}: {str(exc) or type(exc).__name__}")
@@ -217,7 +220,14 @@ def cutout_command(args) -> int:
     with StopAfterBatch() as stop, tqdm(total=sum(run.left.values()), unit="img", disable=args.quiet) as bar:
         try:
             for items, batch, errors in imageio.batches(todo, args.batch_size, args.max_pixels):
-                run.take(items, batch, errors)
+                start, size = bar.n, len(items)
+
+                def follow(fraction, start=start, size=size):  # per image, not per batch
+                    bar.n = start + int(fraction * size)
+                    bar.refresh()
+
+                run.take(items, batch, errors, follow)
+                bar.n = start
                 bar.update(len(items) + sum(src.frames for src, _ in errors))
                 if stop.requested:
                     break

@@ -172,3 +172,19 @@ def test_models_list_reports_presence_and_md5(main, capsys, tmp_path, monkeypatc
     lines = capsys.readouterr().out.splitlines()
     u2netp = next(line for line in lines if line.split()[0] == "u2netp")
     assert "md5" in u2netp.lower() and str(tmp_path) in u2netp
+
+
+@pytest.mark.model
+def test_progress_advances_per_image_within_a_batch(main, folder, tmp_path, monkeypatch, u2netp):
+    """The bar used to move once per batch (matting sat at 0/29 for 82 s): it follows the cut-out now."""
+    import tqdm
+
+    positions = []
+    real = tqdm.tqdm.refresh
+    monkeypatch.setattr(tqdm.tqdm, "refresh", lambda self, *a, **k: positions.append(self.n) or real(self, *a, **k))
+    same = tmp_path / "same"
+    same.mkdir()
+    for i in range(4):
+        Image.open(folder / "a.png").save(same / f"s{i}.png")
+    assert main(["cutout", str(same), "--out", str(tmp_path / "o"), "--batch-size", "4", "--save", "mask"]) == 0
+    assert {1, 2, 3} <= set(positions), f"the bar only saw {sorted(set(positions))}"

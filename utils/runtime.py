@@ -6,6 +6,7 @@ behaviour (CUDA if torch sees it, no progress bar, no cancel, folders given by t
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
 import os
@@ -52,8 +53,21 @@ def raise_if_cancelled() -> None:
         mm.throw_exception_if_processing_interrupted()
 
 
+_LISTENERS: list[Callable[[int, int], None]] = []  # outside ComfyUI: who hears progress (the CLI's bar)
+
+
+@contextlib.contextmanager
+def progress_listener(listener: Callable[[int, int], None]):
+    """Within the block, every :class:`Progress` also calls ``listener(done, total)`` on each update."""
+    _LISTENERS.append(listener)
+    try:
+        yield
+    finally:
+        _LISTENERS.remove(listener)
+
+
 class Progress:
-    """ComfyUI's node progress bar when available; otherwise it only counts."""
+    """ComfyUI's node progress bar when available; otherwise it only counts (and tells any listener)."""
 
     def __init__(self, total: int):
         self.total, self.done = total, 0
@@ -64,6 +78,8 @@ class Progress:
         self.done = min(self.done + n, self.total)
         if self._bar is not None:
             self._bar.update_absolute(self.done, self.total)
+        for listener in _LISTENERS:
+            listener(self.done, self.total)
 
     def reach(self, done: int) -> None:
         """Advance to ``done`` unless finer updates got there already (a chunk loop around per-item updates)."""
