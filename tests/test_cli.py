@@ -94,8 +94,8 @@ def run_interrupted(cli, main, monkeypatch, argv, presses):
 
     real_cut_out = cli.cut_out
 
-    def cut_out_then_interrupt(batch, args):  # the user presses Ctrl-C while the first batch runs
-        out = real_cut_out(batch, args)
+    def cut_out_then_interrupt(batch, args, on_progress=None):  # the user presses Ctrl-C while the first batch runs
+        out = real_cut_out(batch, args, on_progress)
         for _ in range(presses):
             os.kill(os.getpid(), signal.SIGINT)
         return out
