@@ -119,7 +119,7 @@ def composite(alpha: np.ndarray, foreground: np.ndarray, background: np.ndarray)
 
 
 def case_specs(quick: bool = False) -> list[tuple[str, int, int, str]]:
-    """``(kind, seed, size, background)`` of every case: 27 at 512² and 1024² (procedural and photo-derived,
+    """``(kind, seed, size, background)`` of every case: 30 at 512² and 1024² (procedural and photo-derived,
     three backgrounds each) plus one at 2048²; ``quick``: 4 small ones at 256² for tests."""
     plan = [(256, 2, 0)] if quick else [(512, 4, 2), (1024, 3, 1)]
     specs = []
