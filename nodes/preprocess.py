@@ -140,7 +140,8 @@ class CleanCutPreprocess(Node):
         self.check_widgets(controls)
         settings = pipeline.Settings(**controls)
         processed = runtime.map_batches(image, pipeline.preprocess_core, settings=settings)
-        return (processed, compare.side_by_side(image, processed, "original | processed"))
+        # both batches are known good (checked above, made by the chain): no second scan
+        return (processed, compare.side_by_side_core(image, processed, "original | processed"))
 
 
 class CleanCutCompare(Node):

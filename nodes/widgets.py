@@ -20,10 +20,3 @@ def floating(default: float, low: float, high: float, step: float, tooltip: str)
 def integer(default: int, low: int, high: int, tooltip: str, step: int = 1) -> tuple:
     return number("INT", default, low, high, step, tooltip)
 
-
-def flag(default: bool, tooltip: str) -> tuple:
-    return ("BOOLEAN", {"default": default, "tooltip": tooltip})
-
-
-def choice(options, default: str, tooltip: str) -> tuple:
-    return (list(options), {"default": default, "tooltip": tooltip})

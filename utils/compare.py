@@ -61,6 +61,11 @@ def side_by_side(image_a: Tensor, image_b: Tensor, caption: str = "", chunk: int
     """
     check_image(image_a, "image_a")
     check_image(image_b, "image_b")
+    return side_by_side_core(image_a, image_b, caption, chunk)
+
+
+def side_by_side_core(image_a: Tensor, image_b: Tensor, caption: str = "", chunk: int = 8) -> Tensor:
+    """:func:`side_by_side` for batches the caller checked already (no second NaN scan)."""
     n = check_same_batch(image_a, image_b, "image_a", "image_b")
     height, width, channels = image_a.shape[1], image_a.shape[2], max(image_a.shape[-1], image_b.shape[-1])
     b_width = max(1, round(image_b.shape[2] * height / image_b.shape[1]))

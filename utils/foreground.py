@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
 from torch import Tensor
 
@@ -54,9 +53,10 @@ def _native(rgb: Tensor, alpha: Tensor) -> tuple[Tensor, Tensor]:
     from pymatting import estimate_foreground_ml
 
     fg, bg = torch.empty_like(rgb), torch.empty_like(rgb)
-    for i, (im, a) in enumerate(zip(rgb.cpu().numpy(), alpha.cpu().numpy(), strict=True)):  # one image per call
-        f, b = estimate_foreground_ml(im.astype(np.float64), a.astype(np.float64), return_background=True)
-        fg[i], bg[i] = torch.from_numpy(f.astype(np.float32)), torch.from_numpy(b.astype(np.float32))
+    # one image per call (pymatting's kernel takes one); it computes in float32, as the arrays already are
+    for i, (im, a) in enumerate(zip(rgb.cpu().numpy(), alpha.cpu().numpy(), strict=True)):
+        f, b = estimate_foreground_ml(im, a, return_background=True)
+        fg[i], bg[i] = torch.from_numpy(f), torch.from_numpy(b)
     return fg, bg
 
 
