@@ -34,6 +34,7 @@ from .options import (
     EXIT_USAGE,
     METHODS,
     PREPROCESS,
+    REFINE_NODE,
     REMBG_FLAGS,
     THRESHOLD_FLAGS,
     UsageError,
@@ -78,13 +79,21 @@ def cut_out(batch, args, on_progress=None) -> dict:
     with listen:  # the cut-out is the slow part: the bar follows it image by image
         out = call(METHODS[args.method], images=processed, **dataclasses.asdict(args.options), **extra)
     cut, extracted = (out["image"], out["extracted"]) if args.method == "rembg" else (out["images"], out["images"])
-    return {"original": batch, "processed": processed, "cutout": cut, "extracted": extracted, "mask": out["mask"]}
+    mask = out["mask"]
+    if args.refine_options is not None:  # Refine Edges on the image the mask was made from
+        refined = call(REFINE_NODE, image=processed, mask=mask, **dataclasses.asdict(args.refine_options))
+        cut, mask = refined["image"], refined["mask"]
+        colour = rb.BACKGROUNDS.get(getattr(args.options, "background", "transparent"))
+        if colour is not None:  # the rembg method's white / black background, composited once
+            cut = rb.cutout.apply_background(refined["foreground"].clone(), mask.unsqueeze(-1), colour)
+    return {"original": batch, "processed": processed, "cutout": cut, "extracted": extracted, "mask": mask}
 
 
 def settings_metadata(args) -> dict:
     """What a run's files record about how they were made (the options that applied)."""
     flags = REMBG_FLAGS if args.method == "rembg" else THRESHOLD_FLAGS
-    return {"method": args.method, **{k: getattr(args, k) for k in (*flags, *PREPROCESS)}}
+    refine = {"refine": args.refine, "band_width": args.band_width} if args.refine else {}
+    return {"method": args.method, **{k: getattr(args, k) for k in (*flags, *PREPROCESS)}, **refine}
 
 
 def say(line: str) -> None:

@@ -14,7 +14,7 @@ import textwrap
 from pathlib import Path
 
 from .. import NODE_CLASS_MAPPINGS
-from ..utils import imageio, pipeline, saving
+from ..utils import edges, imageio, pipeline, saving
 from ..utils import rembg as rb
 from ..utils import threshold as th
 from ..utils.checks import CleanCutError
@@ -27,7 +27,11 @@ REMBG_FLAGS = {"model": "model", "alpha_matting": "alpha_matting",
                "foreground_threshold": "alpha_matting_foreground_threshold",
                "background_threshold": "alpha_matting_background_threshold",
                "erode_size": "alpha_matting_erode_size", "only_mask": "only_mask",
-               "post_process_mask": "post_process_mask", "background": "background", "edges": "edges"}
+               "post_process_mask": "post_process_mask", "background": "background", "edges": "edges",
+               "decontaminate": "decontaminate"}
+
+
+REFINE_NODE = "CleanCutRefineEdges"  # --refine runs it after the cut; --band-width is its input of that name
 
 
 THRESHOLD_FLAGS = {"mode": "mode", "threshold": "threshold", "tolerance": "threshold_tolerance",
@@ -66,7 +70,8 @@ def option_defaults(command: str) -> dict:
             **{f.name: f.default for f in dataclasses.fields(pipeline.Settings)},
             **(DEMO_PREPROCESS if command == "demo" else {}),
             "save": ",".join(saving.ROLES), "format": next(iter(saving.FORMATS)), "batch_size": BATCH_SIZE,
-            "max_pixels": imageio.MAX_PIXELS, "overwrite": False, "quiet": False}
+            "max_pixels": imageio.MAX_PIXELS, "overwrite": False, "quiet": False,
+            "band_width": edges.RefineOptions().band_width}
 
 
 def flag(dest: str) -> str:
@@ -138,6 +143,13 @@ def add_cutout_options(p: argparse.ArgumentParser, command: str) -> None:
     g = p.add_argument_group("rembg method (--method rembg)")
     for dest, name in REMBG_FLAGS.items():
         add_node_option(g, dest, METHODS["rembg"], name, d[dest])
+    g = p.add_argument_group("edge refinement (Refine Edges, after either method)")
+    tip = NODE_CLASS_MAPPINGS[REFINE_NODE].REQUIRED["method"][1]["tooltip"]
+    g.add_argument("--refine", choices=list(edges.METHODS), metavar="METHOD",
+                   help=f"refine the mask's edge and decontaminate its colours. {tip} closed-form takes "
+                        "--foreground-threshold, --background-threshold and --erode-size (choices: "
+                        f"{', '.join(edges.METHODS)}; default off)")
+    add_node_option(g, "band_width", REFINE_NODE, "band_width", d["band_width"])
     g = p.add_argument_group("threshold method (--method threshold)")
     for dest, name in THRESHOLD_FLAGS.items():
         add_node_option(g, dest, METHODS["threshold"], name, d[dest])
@@ -200,8 +212,15 @@ def resolve(args: argparse.Namespace) -> None:
         args.options = rb.RembgOptions(**{v: getattr(args, k) for k, v in REMBG_FLAGS.items()})
     else:
         args.options = th.ThresholdOptions(**{v: getattr(args, k) for k, v in THRESHOLD_FLAGS.items()})
+    args.refine_options = None
+    checks = [("CleanCutPreprocess", args.settings), (METHODS[args.method], args.options)]
+    if args.refine:
+        args.refine_options = edges.RefineOptions(
+            method=args.refine, band_width=args.band_width, foreground_threshold=args.foreground_threshold,
+            background_threshold=args.background_threshold, erode_size=args.erode_size)
+        checks.append((REFINE_NODE, args.refine_options))
     try:
-        for node_id, options in (("CleanCutPreprocess", args.settings), (METHODS[args.method], args.options)):
+        for node_id, options in checks:
             NODE_CLASS_MAPPINGS[node_id].check_widgets(dataclasses.asdict(options))  # the node's (narrower) ranges
             options.check()
     except CleanCutError as exc:
@@ -211,10 +230,18 @@ def resolve(args: argparse.Namespace) -> None:
 def not_applicable(args: argparse.Namespace, given: set[str]) -> str | None:
     """The first given option that would be ignored, worded as an error; ``None`` when all apply."""
     other = "threshold" if args.method == "rembg" else "rembg"
+    closed_form = args.refine == "closed-form"
     for dest in THRESHOLD_FLAGS if other == "threshold" else REMBG_FLAGS:
-        if dest in given:
+        if dest in given and not (closed_form and dest in MATTING_FLAGS):  # --refine closed-form's trimap
             return f"{flag(dest)} applies to --method {other} only (this run uses --method {args.method})"
-    rules = [(MATTING_FLAGS, not args.alpha_matting, "applies with --alpha-matting only"),
+    rules = [(MATTING_FLAGS, not (args.alpha_matting or closed_form),
+              "applies with --alpha-matting or --refine closed-form only"),
+             (("band_width",), args.refine != "guided filter", "applies with --refine 'guided filter' only"),
+             (("refine",), args.only_mask, "does nothing with --only-mask (the cut-out is the mask)"),
+             (("alpha_matting", "edges", "decontaminate"), bool(args.refine),
+              "does nothing with --refine (Refine Edges sets the edge and its colours)"),
+             (("decontaminate",), args.only_mask or args.alpha_matting,
+              "does nothing with --only-mask or --alpha-matting (matting estimates the colours already)"),
              (("alpha_matting",), args.only_mask, "does nothing with --only-mask (rembg does not matte a mask)"),
              (("background", "edges"), args.only_mask, "does nothing with --only-mask (the cut-out is the mask)"),
              (("edges",), args.alpha_matting, "does nothing with --alpha-matting (matting estimates the edge "

@@ -93,6 +93,13 @@ def test_webp_is_an_alias_of_lossless_webp(main, image, tmp_path):
     (["--threshold", "100"], "--threshold"),
     (["--method", "rembg", "--tolerance", "3"], "--tolerance"),
     (["--erode-size", "5"], "--erode-size"),  # matting's settings without --alpha-matting
+    (["--band-width", "8"], "--band-width"),  # without --refine
+    (["--refine", "closed-form", "--band-width", "8"], "--band-width"),  # the guided filter's only
+    (["--refine", "none", "--alpha-matting"], "--alpha-matting"),
+    (["--refine", "none", "--decontaminate"], "--decontaminate"),
+    (["--only-mask", "--refine", "none"], "--refine"),
+    (["--alpha-matting", "--decontaminate"], "--decontaminate"),
+    (["--refine", "guided filter", "--band-width", "0"], "--band-width"),
     (["--method", "threshold", "--tile-grid", "4"], "--tile-grid"),  # CLAHE's tiles without a clip limit
     (["--method", "threshold", "--save", ""], "--save"),
     (["--method", "threshold", "--save", "everything"], "--save"),

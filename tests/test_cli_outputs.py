@@ -108,3 +108,23 @@ def test_output_stems_are_unique_and_order_free_with_frames_and_case():
     finals = [f"{named[p]}_f{k + 1:04d}" if p in frames else named[p] for p in paths for k in range(frames.get(p, 1))]
     assert len({s.casefold() for s in finals}) == len(finals), finals
     assert named[Path("/a/cat-2.png")] == "cat-2" and named[Path("/a/sub/cat.png")] == "sub_cat_png"
+
+
+@pytest.mark.model
+def test_refine_runs_refine_edges_on_the_cut(main, u2netp, photo_arrays, tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.fromarray(photo_arrays["chelsea"][:120, :160]).save(src / "cat.png")
+    runs = {}
+    for name, extra in (("plain", []), ("refined", ["--refine", "guided filter", "--band-width", "8"]),
+                        ("unmixed", ["--decontaminate"])):
+        out = tmp_path / name
+        assert main(["cutout", str(src), "--out", str(out), "--quiet", "--save", "cutout,mask", *extra]) == 0
+        runs[name] = {r: np.asarray(Image.open(out / f"cat_{r}.png")) for r in ("cutout", "mask")}
+        meta = json.loads(Image.open(out / "cat_cutout.png").text["cleancut"])
+        assert meta.get("refine") == ("guided filter" if name == "refined" else None)
+        assert meta["decontaminate"] is (name == "unmixed")
+    plain, refined, unmixed = runs["plain"], runs["refined"], runs["unmixed"]
+    assert not np.array_equal(plain["mask"], refined["mask"])  # the edge moved
+    assert np.array_equal(refined["cutout"][..., 3], refined["mask"])
+    assert np.array_equal(plain["mask"], unmixed["mask"]) and not np.array_equal(plain["cutout"], unmixed["cutout"])

@@ -8,8 +8,9 @@ and run through the in-repo executor with stand-ins for the core nodes it uses.
 import json
 
 import pytest
+import torch
 from conftest import ROOT
-from executor import run_prompt
+from executor import PromptError, run_prompt
 from PIL import Image
 from workflows import core_stand_ins, ui_to_api, widget_names
 
@@ -70,3 +71,25 @@ def test_workflow_runs(path, classes, tmp_path, monkeypatch, request):
         saved = list(tmp_path.rglob("*.png"))
         assert saved, "the Save node wrote nothing"
         assert all("workflow" in Image.open(p).text for p in saved), "workflow metadata missing"
+
+
+@pytest.mark.model
+def test_a_workflow_saved_before_an_optional_widget_was_added_still_runs(u2netp, classes, tmp_path, monkeypatch):
+    """tests/data holds example 02 as saved before the rembg node had ``decontaminate``: one widget value
+    fewer. The front end keeps the new widget's default; so does the converter, and the results are those
+    of the current example."""
+    monkeypatch.setenv("CLEANCUT_OUTPUT_DIR", str(tmp_path))
+    old = json.loads((ROOT / "tests" / "data" / "saved_before_decontaminate.json").read_text())
+    new = json.loads((ROOT / "example_workflows" / "02_preprocess_rembg_matting_save.json").read_text())
+    rembg = next(n for n in old["nodes"] if n["type"] == "CleanCutRembg")
+    assert len(rembg["widgets_values"]) == len(widget_names(classes["CleanCutRembg"])) - 1
+    got = [run_prompt(ui_to_api(w, classes), classes).outputs["3"] for w in (old, new)]
+    assert all(torch.equal(a, b) for a, b in zip(*got, strict=True))
+
+
+def test_a_shifted_widget_list_is_still_an_error(classes):
+    workflow = json.loads((ROOT / "example_workflows" / "03_threshold_cutout_batch.json").read_text())
+    node = next(n for n in workflow["nodes"] if n["type"] == "CleanCutAlphaThreshold")
+    node["widgets_values"] = node["widgets_values"][:2]  # a required widget missing: values would shift
+    with pytest.raises(PromptError):
+        ui_to_api(workflow, classes)

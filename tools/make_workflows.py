@@ -99,9 +99,18 @@ WORKFLOWS = {
          {"original": (2, 0), "cutout": (4, 0), "extracted": (4, 2), "mask": (4, 1)}),
         (6, "PreviewImage", {}, {"images": (3, 1)}),
     ],
+    "05_rembg_refine_edges_save": [
+        (1, "LoadImage", {"image": "cleancut_cat.jpg"}, {}),
+        (2, "CleanCutRembg", {}, {"images": (1, 0)}),
+        (3, "CleanCutRefineEdges", {}, {"image": (1, 0), "mask": (2, 1)}),
+        (4, "CleanCutSave", {"filename_prefix": "cleancut/refined"},
+         {"original": (1, 0), "cutout": (3, 0), "mask": (3, 1)}),
+        (5, "PreviewImage", {}, {"images": (3, 2)}),
+    ],
 }
 THUMBNAIL_FROM = {"01_preprocess_compare": ("7", 0), "02_preprocess_rembg_matting_save": ("3", 0),
-                  "03_threshold_cutout_batch": ("3", 0), "04_batch_full_chain": ("4", 0)}
+                  "03_threshold_cutout_batch": ("3", 0), "04_batch_full_chain": ("4", 0),
+                  "05_rembg_refine_edges_save": ("3", 0)}
 
 
 def main() -> None:

@@ -2,8 +2,9 @@
 
 The conversion follows the front end: widget values are listed in ``INPUT_TYPES`` order (required,
 then optional), skipping inputs that only take links; a widget converted to an input and linked takes
-the link. A workflow whose ``widgets_values`` count does not match its node's widgets is an error here,
-because in ComfyUI it would silently shift every value into the wrong widget.
+the link. A workflow saved before an optional widget was added lists fewer values: the front end keeps
+the new widgets' defaults, and so does this (they are left out of the prompt). Any other count mismatch
+is an error here, because in ComfyUI it would silently shift every value into the wrong widget.
 """
 
 from __future__ import annotations
@@ -44,10 +45,11 @@ def ui_to_api(workflow: dict, classes: dict) -> dict:
         names = widget_names(cls)
         values = [v for v in node.get("widgets_values", []) if not (isinstance(v, str) and v in UPLOAD_VALUES
                                                                     and node["type"] == "LoadImage")]
-        if len(values) != len(names):
+        later = set(names[len(values):])  # widgets added after the workflow was saved
+        if len(values) > len(names) or not later <= set(cls.INPUT_TYPES().get("optional", {})):
             raise PromptError(f"node {node['id']} ({node['type']}): {len(values)} widget values for "
                               f"{len(names)} widgets {names}")
-        inputs = dict(zip(names, values, strict=True))
+        inputs = dict(zip(names, values, strict=False))  # later optional widgets: their defaults
         for inp in node.get("inputs", []):
             if inp.get("link") is not None:
                 inputs[inp.get("widget", {}).get("name", inp["name"])] = list(links[inp["link"]])

@@ -21,6 +21,7 @@ from torch import Tensor
 
 from .. import runtime
 from ..checks import InputError, check_choice, check_flag, check_image, fail
+from ..foreground import estimate_foreground
 from ..kernels import gaussian_blur
 from . import models
 from .inference import Predictor, uint8_values
@@ -47,6 +48,8 @@ class RembgOptions:
         edges: the cut-out's colours without matting: "rembg" = rembg's pixels, the photo times the mask
             (then blended with the mask again onto a colour); "straight" = the photo's own colours under
             straight alpha, blended once onto a colour.
+        decontaminate: without matting, the edge colours estimated for the mask (rembg's
+            ``decontaminate=True``: pymatting's ``estimate_foreground_ml``): no old background in soft pixels.
     """
 
     model: str = "u2netp"
@@ -58,6 +61,7 @@ class RembgOptions:
     post_process_mask: bool = False
     background: str = "transparent"
     edges: str = "rembg"
+    decontaminate: bool = False
 
     @property
     def trimap(self) -> Trimap:
@@ -69,10 +73,15 @@ class RembgOptions:
         """Whether alpha matting runs (rembg skips it for ``only_mask``)."""
         return self.alpha_matting and not self.only_mask
 
+    @property
+    def unmix(self) -> bool:
+        """Whether the mask's colours are estimated without matting (rembg: ignored with matting or a mask)."""
+        return self.decontaminate and not self.alpha_matting and not self.only_mask
+
     def check(self) -> None:
         """A :class:`~..checks.SettingError` naming the option for anything rembg would choke on or ignore."""
         check_choice(self.model, "model", models.MODEL_NAMES)
-        for flag in ("alpha_matting", "only_mask", "post_process_mask"):
+        for flag in ("alpha_matting", "only_mask", "post_process_mask", "decontaminate"):
             check_flag(getattr(self, flag), flag)
         self.trimap.check()
         check_choice(self.background, "background", BACKGROUNDS)
@@ -218,7 +227,9 @@ def remove_background(images: Tensor, options: RembgOptions = RembgOptions(),
             def cut(part: Tensor, start: int, out=None) -> tuple[Tensor, Tensor, Tensor]:
                 _, alpha, keep = _masks(part, predictor, options, progress)
                 source_part = source[start:start + part.shape[0]].to(part.device)
-                return _finish(part, source_part, alpha, keep, None, options, out)
+                # rembg's decontaminate_cutout: the colours for the shown mask, from the photo's 8-bit RGB
+                fg = estimate_foreground(uint8_values(part[..., :3]) / 255, alpha)[0] if options.unmix else None
+                return _finish(part, source_part, alpha, keep, fg, options, out)
 
             return runtime.map_batches(images, cut, chunk=predictor.chunk, outputs=shapes, progress=progress,
                                        pass_start=True)
