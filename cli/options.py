@@ -146,8 +146,9 @@ def add_cutout_options(p: argparse.ArgumentParser, command: str) -> None:
     g = p.add_argument_group("edge refinement (Refine Edges, after either method)")
     tip = NODE_CLASS_MAPPINGS[REFINE_NODE].REQUIRED["method"][1]["tooltip"]
     g.add_argument("--refine", choices=list(edges.METHODS), metavar="METHOD",
-                   help=f"refine the mask's edge and decontaminate its colours. {tip} closed-form takes "
-                        "--foreground-threshold, --background-threshold and --erode-size (choices: "
+                   help=f"refine the mask's edge with Refine Edges. {tip} closed-form takes "
+                        "--foreground-threshold, --background-threshold and --erode-size; --decontaminate "
+                        "then estimates the colours for the refined alpha (choices: "
                         f"{', '.join(edges.METHODS)}; default off)")
     add_node_option(g, "band_width", REFINE_NODE, "band_width", d["band_width"])
     g = p.add_argument_group("threshold method (--method threshold)")
@@ -207,6 +208,17 @@ def resolve(args: argparse.Namespace) -> None:
     if unknown or not args.roles:
         raise UsageError(f"--save: {'unknown ' + ', '.join(unknown) if unknown else 'nothing to save'}; "
                          f"name one or more of {', '.join(saving.ROLES)}, comma-separated")
+    try:
+        for node_id, options in build_options(args):
+            NODE_CLASS_MAPPINGS[node_id].check_widgets(dataclasses.asdict(options))  # the node's (narrower) ranges
+            options.check()
+    except CleanCutError as exc:
+        raise UsageError(f"{flag_of(exc.name)}: {exc.message}" if exc.name else exc.message) from exc
+
+
+def build_options(args: argparse.Namespace) -> list[tuple[str, object]]:
+    """``args.settings``, ``args.options`` and ``args.refine_options`` from the flags; ``(node id, options)``
+    of each, for checking."""
     args.settings = pipeline.Settings(**{k: getattr(args, k) for k in PREPROCESS})
     if args.method == "rembg":
         args.options = rb.RembgOptions(**{v: getattr(args, k) for k, v in REMBG_FLAGS.items()})
@@ -217,14 +229,13 @@ def resolve(args: argparse.Namespace) -> None:
     if args.refine:
         args.refine_options = edges.RefineOptions(
             method=args.refine, band_width=args.band_width, foreground_threshold=args.foreground_threshold,
-            background_threshold=args.background_threshold, erode_size=args.erode_size)
+            background_threshold=args.background_threshold, erode_size=args.erode_size,
+            decontaminate=args.decontaminate)
         checks.append((REFINE_NODE, args.refine_options))
-    try:
-        for node_id, options in checks:
-            NODE_CLASS_MAPPINGS[node_id].check_widgets(dataclasses.asdict(options))  # the node's (narrower) ranges
-            options.check()
-    except CleanCutError as exc:
-        raise UsageError(f"{flag_of(exc.name)}: {exc.message}" if exc.name else exc.message) from exc
+        if args.method == "rembg":  # the colours are estimated once, by Refine Edges, for its alpha
+            args.options = dataclasses.replace(args.options, decontaminate=False)
+            checks[1] = (METHODS[args.method], args.options)
+    return checks
 
 
 def not_applicable(args: argparse.Namespace, given: set[str]) -> str | None:
@@ -238,7 +249,7 @@ def not_applicable(args: argparse.Namespace, given: set[str]) -> str | None:
               "applies with --alpha-matting or --refine closed-form only"),
              (("band_width",), args.refine != "guided filter", "applies with --refine 'guided filter' only"),
              (("refine",), args.only_mask, "does nothing with --only-mask (the cut-out is the mask)"),
-             (("alpha_matting", "edges", "decontaminate"), bool(args.refine),
+             (("alpha_matting", "edges"), bool(args.refine),
               "does nothing with --refine (Refine Edges sets the edge and its colours)"),
              (("decontaminate",), args.only_mask or args.alpha_matting,
               "does nothing with --only-mask or --alpha-matting (matting estimates the colours already)"),

@@ -138,7 +138,7 @@ class CleanCutRefineEdges(Node):
         "RGBA cut-out: the foreground colours with the refined mask as straight alpha. Same count and order "
         "as the larger of the two input batches.",
         "The refined mask, 1 = subject, soft at the edges.",
-        "RGB: the estimated foreground colours (the image itself where decontaminate is off). Paste it with "
+        "RGB: the estimated foreground colours (the photo's own where decontaminate is off). Paste it with "
         "the mask onto any background (e.g. Image Composite Masked).",
     )
 
@@ -157,10 +157,11 @@ class CleanCutRefineEdges(Node):
             "Guided filter: how far, in pixels, on either side of the mask's edge the alpha may change; also "
             "the filter's window radius. Larger reaches longer strands but can give some alpha to nearby "
             "background of a similar colour; smaller stays closer to the mask.")),
-        "decontaminate": ("BOOLEAN", {"default": True, "tooltip": (
+        "decontaminate": ("BOOLEAN", {"default": False, "tooltip": (
             "Estimate the subject's own colours in the partly transparent pixels (multi-level foreground "
-            "estimation, as pymatting / rembg's decontaminate), so strands carry no trace of the old "
-            "background on a new one. Off: the photo's colours.")}),
+            "estimation, as pymatting / rembg's decontaminate) instead of the photo's. Helps most when the "
+            "alpha is accurate (closed-form on a good trimap); from a model's mask it measured slightly worse "
+            "on our ground-truth set, hence off by default. About 0.1-0.3 s per 1024² image on a CPU.")}),
         "foreground_threshold": w.integer(240, 0, 255, (
             "Closed-form only: mask values (0-255) above this count as sure subject. Higher = a wider band "
             "left to the matting.")),
@@ -172,7 +173,7 @@ class CleanCutRefineEdges(Node):
             "rembg). Larger = a wider band left to the matting.")),
     }
 
-    def run(self, image, mask, method="guided filter", band_width=32, decontaminate=True, foreground_threshold=240,
+    def run(self, image, mask, method="guided filter", band_width=32, decontaminate=False, foreground_threshold=240,
             background_threshold=10, erode_size=10):
         options = ed.RefineOptions(method=method, band_width=band_width, decontaminate=decontaminate,
                                    foreground_threshold=foreground_threshold,

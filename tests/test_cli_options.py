@@ -96,7 +96,6 @@ def test_webp_is_an_alias_of_lossless_webp(main, image, tmp_path):
     (["--band-width", "8"], "--band-width"),  # without --refine
     (["--refine", "closed-form", "--band-width", "8"], "--band-width"),  # the guided filter's only
     (["--refine", "none", "--alpha-matting"], "--alpha-matting"),
-    (["--refine", "none", "--decontaminate"], "--decontaminate"),
     (["--only-mask", "--refine", "none"], "--refine"),
     (["--alpha-matting", "--decontaminate"], "--decontaminate"),
     (["--refine", "guided filter", "--band-width", "0"], "--band-width"),

@@ -117,14 +117,16 @@ def test_refine_runs_refine_edges_on_the_cut(main, u2netp, photo_arrays, tmp_pat
     Image.fromarray(photo_arrays["chelsea"][:120, :160]).save(src / "cat.png")
     runs = {}
     for name, extra in (("plain", []), ("refined", ["--refine", "guided filter", "--band-width", "8"]),
-                        ("unmixed", ["--decontaminate"])):
+                        ("unmixed", ["--decontaminate"]),
+                        ("both", ["--refine", "guided filter", "--band-width", "8", "--decontaminate"])):
         out = tmp_path / name
         assert main(["cutout", str(src), "--out", str(out), "--quiet", "--save", "cutout,mask", *extra]) == 0
         runs[name] = {r: np.asarray(Image.open(out / f"cat_{r}.png")) for r in ("cutout", "mask")}
         meta = json.loads(Image.open(out / "cat_cutout.png").text["cleancut"])
-        assert meta.get("refine") == ("guided filter" if name == "refined" else None)
-        assert meta["decontaminate"] is (name == "unmixed")
-    plain, refined, unmixed = runs["plain"], runs["refined"], runs["unmixed"]
+        assert meta.get("refine") == ("guided filter" if name in ("refined", "both") else None)
+        assert meta["decontaminate"] is (name in ("unmixed", "both"))
+    plain, refined, unmixed, both = runs["plain"], runs["refined"], runs["unmixed"], runs["both"]
+    assert np.array_equal(both["mask"], refined["mask"]) and not np.array_equal(both["cutout"], refined["cutout"])
     assert not np.array_equal(plain["mask"], refined["mask"])  # the edge moved
     assert np.array_equal(refined["cutout"][..., 3], refined["mask"])
     assert np.array_equal(plain["mask"], unmixed["mask"]) and not np.array_equal(plain["cutout"], unmixed["cutout"])

@@ -104,9 +104,9 @@ def test_guided_filter_moves_a_blurry_mask_onto_the_photos_edge(backend):
     assert alpha.min() >= 0 and alpha.max() <= 1
 
 
-def test_node_defaults_refine_and_decontaminate():
+def test_node_refines_and_decontaminates():
     image, mask, truth = step_scene()
-    cutout, alpha, fg = NODE().run(image, mask)
+    cutout, alpha, fg = NODE().run(image, mask, decontaminate=True)
     assert cutout.shape == (1, 64, 64, 4) and alpha.shape == (1, 64, 64) and fg.shape == (1, 64, 64, 3)
     assert torch.equal(cutout[..., 3], alpha) and torch.equal(cutout[..., :3], fg)
     assert (steepest(alpha[0].numpy()) == 29).all()
@@ -126,7 +126,9 @@ def test_decontaminate_equals_pymatting_for_the_refined_alpha(scene):
     from pymatting import estimate_foreground_ml
 
     rgb, mask = scene
-    _, alpha, fg = ed.refine_edges(rgb, mask)
+    _, alpha, fg = ed.refine_edges(rgb, mask, ed.RefineOptions(decontaminate=True))
+    plain = ed.refine_edges(rgb, mask)
+    assert torch.equal(plain[1], alpha) and torch.equal(plain[2], rgb)  # off by default: the photo's colours
     for i in range(rgb.shape[0]):
         ref = estimate_foreground_ml(rgb[i].double().numpy(), alpha[i].double().numpy())
         d = np.abs(fg[i].numpy() - ref)
@@ -143,7 +145,7 @@ def test_closed_form_is_rembgs_alpha_matting(photos):
     mask8 = np.clip((28 - np.hypot(yy - 40, xx - 50)) * 20 + 128, 0, 255).round().astype(np.uint8)
     ref = np.asarray(alpha_matting_cutout(Image.fromarray((rgb[0].numpy() * 255).round().astype(np.uint8)),
                                           Image.fromarray(mask8), 240, 10, 5)).astype(np.float64) / 255
-    options = ed.RefineOptions(method="closed-form", erode_size=5)
+    options = ed.RefineOptions(method="closed-form", erode_size=5, decontaminate=True)
     cutout, alpha, _ = ed.refine_edges(rgb, torch.from_numpy(mask8 / 255.0).float()[None], options)
     assert np.abs(alpha[0].numpy() - ref[..., 3]).max() <= 2 / 255  # rembg truncates to 8 bits
     visible = np.abs(cutout[0, ..., :3].numpy() * alpha[0, ..., None].numpy() - ref[..., :3] * ref[..., 3:])

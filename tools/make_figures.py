@@ -1,6 +1,6 @@
 """Render the README's pictures into docs/img/ by running each node on a scikit-image sample photo.
 
-    python tools/make_figures.py
+    python tools/make_figures.py [refine]      (refine: only the Refine Edges pictures)
 """
 
 from __future__ import annotations
@@ -50,10 +50,58 @@ def save_set_figure(nodes, original, cutout, extracted, mask) -> None:
     save(sheet, "save_set")
 
 
+def softest_window(alpha: np.ndarray, side: int) -> tuple[slice, slice]:
+    """The ``side``² window (on a side/4 grid) holding the most partly transparent truth pixels."""
+    soft = ((alpha > 0.05) & (alpha < 0.95)).astype(np.float64)
+    best, where = -1.0, (0, 0)
+    for y in range(0, alpha.shape[0] - side + 1, side // 4):
+        for x in range(0, alpha.shape[1] - side + 1, side // 4):
+            if soft[y:y + side, x:x + side].sum() > best:
+                best, where = soft[y:y + side, x:x + side].sum(), (y, x)
+    return slice(where[0], where[0] + side), slice(where[1], where[1] + side)
+
+
+def on_background(rgba: torch.Tensor, colour=(0.06, 0.07, 0.10)) -> torch.Tensor:
+    """A straight-alpha cut-out ``[B, H, W, 4]`` pasted on a new flat colour (what users do next)."""
+    a = rgba[..., 3:]
+    return rgba[..., :3] * a + torch.tensor(colour) * (1 - a)
+
+
+def refine_figures(nodes, sample_batch) -> None:
+    """Before / after crops of hair on a new background: a ground-truth strand composite and a real photo."""
+    from edgeset import make_case
+
+    rembg, refine, compare = nodes["CleanCutRembg"](), nodes["CleanCutRefineEdges"](), nodes["CleanCutCompare"]()
+    defaults = ("u2netp", False, 240, 10, 10, False, False, "transparent")
+    case = make_case("strands", 0, 512, "photo")
+    image = torch.from_numpy((case.image * 255).round() / 255).float()[None]
+    cut, mask, _ = rembg.run(image, *defaults)
+    matted, _, _ = rembg.run(image, "u2netp", True, *defaults[2:])
+    refined = refine.run(image, mask)[0]
+    truth = torch.from_numpy(np.dstack([case.foreground, case.alpha]))[None].float()
+    rows, cols = softest_window(case.alpha, 160)
+    tiles = [on_background(t)[:, rows, cols].repeat_interleave(2, 1).repeat_interleave(2, 2)
+             for t in (truth, cut, matted, refined)]
+    row = compare.run(compare.run(compare.run(tiles[0], tiles[1], "")[0], tiles[2], "")[0], tiles[3],
+                      "truth | rembg | rembg alpha matting | Refine Edges (default)")[0]
+    save(row, "refine_edges_truth")
+    cat = sample_batch(512)[1:2]
+    cut, mask, _ = rembg.run(cat, *defaults)
+    refined = refine.run(cat, mask)[0]
+    crop = (slice(40, 232), slice(96, 288))  # the ears and the fur against the old background
+    tiles = [on_background(t, (0.94, 0.94, 0.90))[:, crop[0], crop[1]].repeat_interleave(2, 1)
+             .repeat_interleave(2, 2) for t in (cut, refined)]
+    save(compare.run(tiles[0], tiles[1], "rembg | rembg + Refine Edges, on a new background")[0], "refine_edges_cat")
+
+
 def main() -> None:
     pack = load_pack()
-    nodes = pack.NODE_CLASS_MAPPINGS
     cli = __import__(pack.__name__ + ".cli", fromlist=["sample_batch"])
+    if sys.argv[1:] == ["refine"]:  # only the Refine Edges pictures
+        OUT.mkdir(parents=True, exist_ok=True)
+        refine_figures(pack.NODE_CLASS_MAPPINGS, cli.sample_batch)
+        return
+    nodes = pack.NODE_CLASS_MAPPINGS
     OUT.mkdir(parents=True, exist_ok=True)
     photo = cli.sample_batch(256)[1:2]  # the cat
     portrait = cli.sample_batch(256)[0:1]  # the astronaut
@@ -83,6 +131,7 @@ def main() -> None:
         row = compare(compare(mask_img, "", image), "", portrait)
         save(compare(extracted, "original | cut-out | mask | extracted", row), "rembg")
         save_set_figure(nodes, portrait, image, extracted, mask)
+        refine_figures(nodes, cli.sample_batch)
     save(nodes["CleanCutCompare"]().run(photo, portrait, "image_a | image_b (resized to a's height)")[0], "compare")
     print(f"figures in {OUT}")  # noqa: T201
 
