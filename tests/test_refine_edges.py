@@ -74,7 +74,7 @@ def test_edge_band_is_where_a_window_sees_both_sides():
     side[1, :, :3] = True  # touches the border
     side[2] = True  # no edge at all
     for r in (1, 6):
-        native, torch_band = (ed.edge_band(side, r, b) for b in ("native", "torch"))
+        native, torch_band = (ed.band_weight(side, r, b) > 0 for b in ("native", "torch"))
         assert torch.equal(native, torch_band)
         ys, xs = torch.nonzero(native[0], as_tuple=True)
         assert (ys.min(), ys.max(), xs.min(), xs.max()) == (20 - r, 39 + r, 30 - r, 69 + r)
@@ -222,3 +222,15 @@ def test_cuda_matches_cpu(scene):
     on_cpu = ed.refine_edges(rgb, mask)
     for g, c in zip(on_gpu, on_cpu, strict=True):
         assert g.device.type == "cuda" and (g.cpu() - c).abs().mean() <= 1 / 255
+
+
+def test_band_weight_fades_to_zero_at_the_band_border(backend):
+    side = torch.zeros(1, 40, 80, dtype=torch.bool)
+    side[:, :, :40] = True  # a straight edge between x = 39 and 40
+    weight = ed.band_weight(side, 8, backend)[0]
+    band = (ed.band_weight(side, 8, "native") > 0)[0]
+    assert torch.equal(weight > 0, band) and band[:, 32:48].all() and not band[:, :32].any()  # the band
+    row = weight[20]
+    assert row[39] == 1 and row[40] == 1 and 0 < row[33] < 1 and row[31] == 0  # 1 at the edge, fading out
+    assert (row[32:40].diff() >= 0).all()
+    assert torch.allclose(weight, ed.band_weight(side, 8, "torch" if backend == "native" else "native"), atol=1e-6)

@@ -74,31 +74,31 @@ class RefineOptions:
 
 
 def guided_alpha(rgb: Tensor, mask: Tensor, band_width: int, backend: str = "auto") -> Tensor:
-    """The guided-filter alpha ``[b, H, W]`` of a chunk: the filtered mask inside the edge band, the mask
-    outside it. The band is where a ``(2 band_width + 1)²`` window holds pixels on both sides of the mask's
-    0.5 level (a square neighbourhood of the edge)."""
+    """The guided-filter alpha ``[b, H, W]`` of a chunk: the filtered mask near the edge, the mask elsewhere.
+
+    The band is where a ``(2 band_width + 1)²`` window holds pixels on both sides of the mask's 0.5 level
+    (a square neighbourhood of the edge). Across its outer part the result fades from the filtered mask to
+    the mask (:func:`band_weight`), so the band's border leaves no seam.
+    """
     scale = max(1, band_width // FIT_RADIUS)
     filtered = guided_filter(rgb, mask, band_width, EPS, scale, backend).clamp_(0, 1)
-    return torch.where(edge_band(mask > 0.5, band_width, backend), filtered, mask)
+    return torch.lerp(mask, filtered, band_weight(mask > 0.5, band_width, backend))
 
 
-def edge_band(side: Tensor, radius: int, backend: str = "auto") -> Tensor:
-    """Pixels whose ``(2 radius + 1)²`` window holds both values of ``side`` (bool ``[b, H, W]``): the square
-    neighbourhood of the boundary. OpenCV's dilation and erosion on the CPU, a box sum elsewhere."""
+RAMP = 0.25  # band_weight reaches 1 where a quarter of the window lies on the other side of the edge
+
+
+def band_weight(side: Tensor, radius: int, backend: str = "auto") -> Tensor:
+    """How much the filtered mask counts at each pixel, ``[b, H, W]`` in 0..1: ``min(s, 1 - s) / RAMP``
+    clipped, ``s`` the share of the pixel's ``(2 radius + 1)²`` window on the subject's side. 0 outside the
+    edge band, 1 from about half the band's width inwards (for a straight edge)."""
     if runtime.pick_backend(side.device, backend) == "native":
-        import cv2
-        import numpy as np
+        from .guided import _cv_box
 
-        kernel = np.ones((2 * radius + 1,) * 2, np.uint8)
-        out = torch.empty(side.shape, dtype=torch.bool)
-        # one mask at a time (OpenCV takes one); borders replicate, as the box windows are clipped
-        for i, s in enumerate(side.to(torch.uint8).numpy()):
-            grown = cv2.dilate(s, kernel, borderType=cv2.BORDER_REPLICATE)
-            shrunk = cv2.erode(s, kernel, borderType=cv2.BORDER_REPLICATE)
-            out[i] = torch.from_numpy(grown != shrunk)
-        return out
-    share = box_mean(side.to(torch.float32).unsqueeze(1), radius).squeeze(1)  # fraction on the subject's side
-    return (share > 0) & (share < 1)
+        share = torch.stack([torch.from_numpy(_cv_box(s, radius)) for s in side.to(torch.float32).numpy()])
+    else:
+        share = box_mean(side.to(torch.float32).unsqueeze(1), radius).squeeze(1)
+    return (torch.minimum(share, 1 - share) / RAMP).clamp_(0, 1)
 
 
 def refine_core(rgb: Tensor, mask: Tensor, options: RefineOptions, progress: runtime.Progress | None = None,
