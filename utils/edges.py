@@ -93,9 +93,16 @@ def band_weight(side: Tensor, radius: int, backend: str = "auto") -> Tensor:
     clipped, ``s`` the share of the pixel's ``(2 radius + 1)²`` window on the subject's side. 0 outside the
     edge band, 1 from about half the band's width inwards (for a straight edge)."""
     if runtime.pick_backend(side.device, backend) == "native":
-        from .guided import _cv_box
+        import cv2
+        import numpy as np
 
-        share = torch.stack([torch.from_numpy(_cv_box(s, radius)) for s in side.to(torch.float32).numpy()])
+        k = (2 * radius + 1,) * 2
+        count = cv2.boxFilter(np.ones(side.shape[1:], np.uint8), cv2.CV_32F, k, normalize=False,
+                              borderType=cv2.BORDER_CONSTANT)
+        # one mask at a time (OpenCV takes one): window sums of the 0/1 mask over the clipped window sizes
+        share = torch.stack([torch.from_numpy(cv2.boxFilter(s, cv2.CV_32F, k, normalize=False,
+                                                            borderType=cv2.BORDER_CONSTANT) / count)
+                             for s in side.to(torch.uint8).numpy()])
     else:
         share = box_mean(side.to(torch.float32).unsqueeze(1), radius).squeeze(1)
     return (torch.minimum(share, 1 - share) / RAMP).clamp_(0, 1)
