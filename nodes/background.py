@@ -14,6 +14,21 @@ from .base import Node
 CATEGORY = "CleanCut/background"
 
 
+def trimap_widgets(prefix: str, scope: str) -> dict:
+    """rembg's three trimap widgets (thresholds and erosion), named ``prefix + name``, tooltips led by ``scope``."""
+    return {
+        prefix + "foreground_threshold": w.integer(240, 0, 255, (
+            f"{scope}: mask values (0-255) above this count as sure subject. Higher = fewer sure-subject "
+            "pixels, a wider edge band to solve.")),
+        prefix + "background_threshold": w.integer(10, 0, 255, (
+            f"{scope}: mask values (0-255) below this count as sure background. Lower = fewer "
+            "sure-background pixels, a wider edge band to solve.")),
+        prefix + "erode_size": w.integer(10, 0, 40, (
+            f"{scope}: shrink both sure regions by a square of this many pixels before solving. Larger = "
+            "a wider band left to the matting (0 = a 3x3 cross, as rembg).")),
+    }
+
+
 class CleanCutAlphaThreshold(Node):
     DISPLAY_NAME = "Remove Background (Alpha Threshold)"
     DESCRIPTION = ("Drop-in replacement for WAS Node Suite's 'Image Remove Background (Alpha)': greyscale, "
@@ -81,15 +96,7 @@ class CleanCutRembg(Node):
             "in ComfyUI/models/rembg, then ~/.u2net (see the README).")}),
         "alpha_matting": ("BOOLEAN", {"default": False, "tooltip": (
             "Refine the edge with closed-form matting (hair, fur, soft edges). Slower: seconds per image.")}),
-        "alpha_matting_foreground_threshold": w.integer(240, 0, 255, (
-            "Matting: mask values (0-255) above this count as sure subject. Higher = fewer sure-subject "
-            "pixels, a wider edge band to solve.")),
-        "alpha_matting_background_threshold": w.integer(10, 0, 255, (
-            "Matting: mask values (0-255) below this count as sure background. Lower = fewer "
-            "sure-background pixels, a wider edge band to solve.")),
-        "alpha_matting_erode_size": w.integer(10, 0, 40, (
-            "Matting: shrink both sure regions by a square of this many pixels before solving. Larger = "
-            "a wider band left to the matting (0 = a 3x3 cross, as rembg).")),
+        **trimap_widgets("alpha_matting_", "Matting"),
         "only_mask": ("BOOLEAN", {"default": False, "tooltip": (
             "Output the mask as the image instead of the cut-out (as rembg: alpha matting is then not "
             "applied).")}),
@@ -129,9 +136,10 @@ class CleanCutRembg(Node):
 
 class CleanCutRefineEdges(Node):
     DISPLAY_NAME = "Refine Edges"
-    DESCRIPTION = ("Refines any mask's edge against its image (hair, fur, soft outlines) and removes the old "
-                   "background's colour from the edge pixels. Connect the image and a mask from Remove "
-                   "Background, the threshold node or any segmenter. Whole batches at once, GPU when available.")
+    DESCRIPTION = ("Refines any mask's edge against its image (hair, fur, soft outlines); with decontaminate, "
+                   "also estimates the subject's own colours in the edge pixels. Connect the image and a mask "
+                   "from Remove Background, the threshold node or any segmenter. Whole batches at once, GPU when "
+                   "available.")
     CATEGORY = CATEGORY
     RETURN_TYPES, RETURN_NAMES = ("IMAGE", "MASK", "IMAGE"), ("image", "mask", "foreground")
     OUTPUT_TOOLTIPS = (
@@ -162,15 +170,7 @@ class CleanCutRefineEdges(Node):
             "estimation, as pymatting / rembg's decontaminate) instead of the photo's. Helps most when the "
             "alpha is accurate (closed-form on a good trimap); from a model's mask it measured slightly worse "
             "on our ground-truth set, hence off by default. About 0.1-0.3 s per 1024² image on a CPU.")}),
-        "foreground_threshold": w.integer(240, 0, 255, (
-            "Closed-form only: mask values (0-255) above this count as sure subject. Higher = a wider band "
-            "left to the matting.")),
-        "background_threshold": w.integer(10, 0, 255, (
-            "Closed-form only: mask values (0-255) below this count as sure background. Lower = a wider "
-            "band left to the matting.")),
-        "erode_size": w.integer(10, 0, 40, (
-            "Closed-form only: shrink both sure regions by a square of this many pixels (0 = a 3x3 cross, as "
-            "rembg). Larger = a wider band left to the matting.")),
+        **trimap_widgets("", "Closed-form only"),
     }
 
     def run(self, image, mask, method="guided filter", band_width=32, decontaminate=False, foreground_threshold=240,
