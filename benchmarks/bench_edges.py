@@ -137,7 +137,7 @@ def evaluate(methods: dict, groups: list, timed: int) -> tuple[dict, dict]:
     times = {m: [] for m in methods}
     for cases in groups:
         images = np.stack([c.image for c in cases])
-        masks = np.stack([trimap_of(c) for c in cases])
+        masks = np.stack([trimap_of(c) for c in cases]) if any(k == "masks" for k, _ in methods.values()) else None
         for name, (kind, run) in methods.items():
             warm_trimap = np.full((1, 64, 64), 0.5, np.float32)
             warm_trimap[:, :, :16], warm_trimap[:, :, -16:] = 1, 0

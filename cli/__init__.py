@@ -84,8 +84,8 @@ def cut_out(batch, args, on_progress=None) -> dict:
         refined = call(REFINE_NODE, image=processed, mask=mask, **dataclasses.asdict(args.refine_options))
         cut, mask = refined["image"], refined["mask"]
         colour = rb.BACKGROUNDS.get(getattr(args.options, "background", "transparent"))
-        if colour is not None:  # the rembg method's white / black background, composited once
-            cut = rb.cutout.apply_background(refined["foreground"].clone(), mask.unsqueeze(-1), colour)
+        if colour is not None:  # the rembg method's white / black background, composited once, in place
+            cut = rb.cutout.apply_background(refined["foreground"], mask.unsqueeze(-1), colour)  # (not saved)
     return {"original": batch, "processed": processed, "cutout": cut, "extracted": extracted, "mask": mask}
 
 

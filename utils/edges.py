@@ -30,7 +30,7 @@ from torch import Tensor
 from . import runtime
 from .checks import InputError, check_choice, check_flag, check_image, check_mask, check_number, fail
 from .foreground import estimate_foreground
-from .guided import box_mean, guided_filter
+from .guided import box_mean, cv_box_mean, guided_filter
 from .rembg.inference import uint8_values
 from .rembg.matting import Trimap, alpha_matting
 
@@ -93,16 +93,8 @@ def band_weight(side: Tensor, radius: int, backend: str = "auto") -> Tensor:
     clipped, ``s`` the share of the pixel's ``(2 radius + 1)²`` window on the subject's side. 0 outside the
     edge band, 1 from about half the band's width inwards (for a straight edge)."""
     if runtime.pick_backend(side.device, backend) == "native":
-        import cv2
-        import numpy as np
-
-        k = (2 * radius + 1,) * 2
-        count = cv2.boxFilter(np.ones(side.shape[1:], np.uint8), cv2.CV_32F, k, normalize=False,
-                              borderType=cv2.BORDER_CONSTANT)
-        # one mask at a time (OpenCV takes one): window sums of the 0/1 mask over the clipped window sizes
-        share = torch.stack([torch.from_numpy(cv2.boxFilter(s, cv2.CV_32F, k, normalize=False,
-                                                            borderType=cv2.BORDER_CONSTANT) / count)
-                             for s in side.to(torch.uint8).numpy()])
+        # one mask at a time (OpenCV takes one), straight from the 0/1 bytes
+        share = torch.stack([torch.from_numpy(cv_box_mean(s, radius)) for s in side.to(torch.uint8).numpy()])
     else:
         share = box_mean(side.to(torch.float32).unsqueeze(1), radius).squeeze(1)
     return (torch.minimum(share, 1 - share) / RAMP).clamp_(0, 1)
@@ -160,9 +152,8 @@ def refine_edges(image: Tensor, mask: Tensor, options: RefineOptions = RefineOpt
         rgb = part[..., :3].to(torch.float32).clamp(0, 1)
         m = masks[start:start + part.shape[0]].to(part.device, torch.float32).clamp(0, 1)
         alpha, fg = refine_core(rgb, m, options, progress, backend)
-        if out is None:
-            out = tuple(torch.empty(s, device=part.device) for s in
-                        ((part.shape[0], h, w, 4), (part.shape[0], h, w), (part.shape[0], h, w, 3)))
+        if out is None:  # a chunk off the outputs' device: its own tensors, moved by map_batches
+            return torch.cat((fg, alpha.unsqueeze(-1)), -1), alpha, fg
         cutout, alpha_out, fg_out = out
         fg_out.copy_(fg)
         alpha_out.copy_(alpha)

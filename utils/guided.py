@@ -118,14 +118,17 @@ def guided_filter(guide: Tensor, src: Tensor, radius: int, eps: float, scale: in
     a = models[:, :3]
     return torch.addcmul(models[:, 3], a[:, 0], g[:, 0]).addcmul_(a[:, 1], g[:, 1]).addcmul_(a[:, 2], g[:, 2])
 
-def _cv_box(x, radius: int):
-    """:func:`box_mean` of an ``H x W (x C)`` float32 array with OpenCV (windows clipped at the border)."""
+
+def cv_box_mean(x, radius: int):
+    """:func:`box_mean` of one ``H x W (x C)`` array (float32 or uint8) with OpenCV: float32 means over the
+    windows clipped at the border."""
     import cv2
     import numpy as np
 
     k = (2 * radius + 1,) * 2
-    sums = cv2.boxFilter(x, -1, k, normalize=False, borderType=cv2.BORDER_CONSTANT)
-    count = cv2.boxFilter(np.ones(x.shape[:2], np.float32), -1, k, normalize=False, borderType=cv2.BORDER_CONSTANT)
+    sums = cv2.boxFilter(x, cv2.CV_32F, k, normalize=False, borderType=cv2.BORDER_CONSTANT)
+    count = cv2.boxFilter(np.ones(x.shape[:2], np.uint8), cv2.CV_32F, k, normalize=False,
+                          borderType=cv2.BORDER_CONSTANT)
     return sums / (count if x.ndim == 2 else count[..., None])
 
 
@@ -146,10 +149,10 @@ def _native(guide, src, radius: int, eps: float, scale: int):
     centre = g_fit.mean((0, 1), dtype=np.float64).astype(np.float32)
     g_fit = g_fit - centre
     pairs = np.stack([g_fit[..., i] * g_fit[..., j] for i, j in PAIRS], -1)
-    stats = _cv_box(np.concatenate((g_fit, p_fit[..., None], g_fit * p_fit[..., None], pairs), -1), radius)
+    stats = cv_box_mean(np.concatenate((g_fit, p_fit[..., None], g_fit * p_fit[..., None], pairs), -1), radius)
     models = torch.from_numpy(np.ascontiguousarray(stats.transpose(2, 0, 1)))[None]
     models = _fit(models, eps)[0].numpy().transpose(1, 2, 0)
-    models = _cv_box(np.ascontiguousarray(models), radius)
+    models = cv_box_mean(np.ascontiguousarray(models), radius)
     models[..., 3] -= models[..., :3] @ centre
     if fast:
         models = cv2.resize(models, (w, h), interpolation=cv2.INTER_LINEAR)
