@@ -5,10 +5,10 @@ ComfyUI imports this folder by path under a generated module name, so every impo
 from the list (ids and names checked unique).
 """
 
-from .nodes import background, preprocess, save
+from .nodes import background, mask, preprocess, save
 from .nodes.base import registry
 
-NODES = [*preprocess.NODES, *save.NODES, *background.NODES]
+NODES = [*preprocess.NODES, *save.NODES, *background.NODES, *mask.NODES]
 
 NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS = registry(NODES)
 

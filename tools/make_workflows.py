@@ -21,6 +21,28 @@ from packloader import load_pack  # noqa: E402
 from workflows import core_stand_ins, ui_to_api, widget_names  # noqa: E402
 
 EXAMPLE = "cleancut_example.jpg"
+FRAMES = "cleancut_frames.webp"  # an 8-frame clip of the cat: a hand-held camera's jitter and sensor noise
+
+
+def write_frames(path: Path, count: int = 8) -> None:
+    """The frame-batch asset: the cat photo moved by up to 2 px and zoomed by up to 1 % per frame, with sensor
+    noise (sigma 3/255), as an animated WebP (core's Load Image reads every frame into one batch)."""
+    import cv2
+    import numpy as np
+    from PIL import Image
+
+    cat = np.asarray(Image.open(ROOT / "assets" / "cleancut_cat.jpg").convert("RGB"), dtype=np.float32)
+    h, w = cat.shape[:2]
+    rng = np.random.default_rng(14)
+    frames = []
+    for _ in range(count):
+        zoom, (dx, dy) = 1 + 0.01 * rng.random(), rng.uniform(-2, 2, 2)
+        m = cv2.getRotationMatrix2D((w / 2, h / 2), 0.0, zoom)
+        m[:, 2] += (dx, dy)
+        moved = cv2.warpAffine(cat, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+        noisy = np.clip(moved + rng.normal(0, 3, moved.shape), 0, 255).round().astype(np.uint8)
+        frames.append(Image.fromarray(noisy))
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=125, loop=0, quality=90, method=4)
 
 
 def widget_values(cls, node_type: str, overrides: dict) -> list:
@@ -107,10 +129,29 @@ WORKFLOWS = {
          {"original": (1, 0), "cutout": (3, 0), "mask": (3, 1)}),
         (5, "PreviewImage", {}, {"images": (3, 2)}),
     ],
+    "06_rembg_refine_mask_composite": [
+        (1, "LoadImage", {"image": "cleancut_cat.jpg"}, {}),
+        (2, "CleanCutRembg", {}, {"images": (1, 0)}),
+        (3, "CleanCutMask", {"fill_holes": True, "remove_islands": 200, "smooth": 1.0, "feather": 3},
+         {"mask": (2, 1)}),
+        (4, "LoadImage", {"image": EXAMPLE}, {}),
+        (5, "CleanCutComposite", {"background": "image", "fit": "cover"},
+         {"foreground": (1, 0), "mask": (3, 0), "background_image": (4, 0)}),
+        (6, "PreviewImage", {}, {"images": (5, 0)}),
+    ],
+    "07_frames_temporal_mask": [
+        (1, "LoadImage", {"image": FRAMES}, {}),
+        (2, "CleanCutRembg", {}, {"images": (1, 0)}),
+        (3, "CleanCutMask", {"remove_islands": 200, "temporal": 0.5}, {"mask": (2, 1)}),
+        (4, "CleanCutComposite", {"background": "blurred original", "blur": 12.0},
+         {"foreground": (1, 0), "mask": (3, 0)}),
+        (5, "PreviewImage", {}, {"images": (4, 0)}),
+    ],
 }
 THUMBNAIL_FROM = {"01_preprocess_compare": ("7", 0), "02_preprocess_rembg_matting_save": ("3", 0),
                   "03_threshold_cutout_batch": ("3", 0), "04_batch_full_chain": ("4", 0),
-                  "05_rembg_refine_edges_save": ("3", 0)}
+                  "05_rembg_refine_edges_save": ("3", 0), "06_rembg_refine_mask_composite": ("5", 0),
+                  "07_frames_temporal_mask": ("4", 0)}
 
 
 def main() -> None:
@@ -119,6 +160,8 @@ def main() -> None:
 
     from PIL import Image
 
+    if not (ROOT / "assets" / FRAMES).exists():
+        write_frames(ROOT / "assets" / FRAMES)
     pack = load_pack()
     classes = {**pack.NODE_CLASS_MAPPINGS, **core_stand_ins(ROOT / "assets")}
     out_dir = ROOT / "example_workflows"

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from executor import PromptError
-from PIL import Image
+from PIL import Image, ImageSequence
 
 WIDGET_KINDS = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 VIRTUAL = {"Note", "MarkdownNote", "Reroute"}
@@ -61,6 +61,18 @@ def load(path: Path) -> dict:
     return json.loads(Path(path).read_text())
 
 
+def load_frames(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    """Core Load Image's outputs: every frame of an animated file (of the first frame's size) is one image of
+    the batch; the mask is ``1 - alpha``."""
+    rgbs, masks = [], []
+    for frame in ImageSequence.Iterator(Image.open(path)):
+        if rgbs and frame.size != (rgbs[0].shape[1], rgbs[0].shape[0]):
+            continue
+        rgbs.append(np.asarray(frame.convert("RGB"), dtype=np.float32) / 255)
+        masks.append(1 - np.asarray(frame.convert("RGBA"))[..., 3].astype(np.float32) / 255)
+    return torch.from_numpy(np.stack(rgbs)), torch.from_numpy(np.stack(masks))
+
+
 def core_stand_ins(input_dir: Path) -> dict:
     """The few core nodes the example workflows use, with core's INPUT_TYPES (widgets in core's order)."""
 
@@ -72,10 +84,7 @@ def core_stand_ins(input_dir: Path) -> dict:
             return {"required": {"image": (sorted(p.name for p in input_dir.iterdir()), {"image_upload": True})}}
 
         def load_image(self, image):
-            im = Image.open(input_dir / image)
-            rgb = torch.from_numpy(np.asarray(im.convert("RGB"), dtype=np.float32) / 255)[None]
-            alpha = np.asarray(im.convert("RGBA"))[..., 3].astype(np.float32) / 255
-            return rgb, torch.from_numpy(1 - alpha)[None]
+            return load_frames(input_dir / image)
 
     class EmptyImage:
         CATEGORY, FUNCTION, RETURN_TYPES = "image", "generate", ("IMAGE",)
