@@ -195,6 +195,19 @@ def over(rgb: Tensor, alpha: Tensor, bg_rgb: Tensor, bg_alpha: Tensor, linear_li
     return c_o.clamp_(0, 1), a_o.clamp_(0, 1)
 
 
+def _blend_onto_opaque(part: Tensor, alpha: Tensor, bg_rgb: Tensor, out: tuple[Tensor] | None) -> Tensor:
+    """"over" onto an opaque background, ``a c_f + (1 - a) c_b``, for ``alpha`` ``[b, H, W]``: the clamped
+    foreground written into the result, then blended towards the background in place. The general path's
+    full-size temporaries (each a fresh allocation: page faults) cost more than this cheap formula itself,
+    so the one temporary here, the background's weight, comes from :func:`runtime.empty` too."""
+    dst = out[0] if out is not None else runtime.empty((*part.shape[:3], 3), bg_rgb)
+    weight = runtime.empty(alpha.shape, dst)
+    torch.sub(1, alpha, out=weight).clamp_(0, 1)
+    torch.clamp(part[..., :3], 0, 1, out=dst)
+    dst.lerp_(bg_rgb.to(dst.dtype), weight.unsqueeze(-1))
+    return out if out is not None else dst
+
+
 def opaque(options: CompositeOptions, background_image: Tensor | None) -> bool:
     """Whether the background covers every pixel fully (then the result is RGB)."""
     color_opaque = parse_color(options.color)[3] >= 1
@@ -278,12 +291,11 @@ def composite(foreground: Tensor, options: CompositeOptions = CompositeOptions()
     masks = None if mask is None else mask.expand(n, -1, -1)
 
     def run(part: Tensor, start: int, out: tuple[Tensor] | None = None):
-        fg = part.to(torch.float32)
-        rgb = fg[..., :3].clamp(0, 1)  # our own copy: blurs and blends never touch the input
-        if masks is None:
-            alpha = fg[..., 3:].clamp(0, 1)
-        else:
-            alpha = masks[start:start + part.shape[0]].to(part.device, torch.float32).clamp(0, 1).unsqueeze(-1)
+        coverage = part[..., 3] if masks is None else masks[start:start + part.shape[0]].to(part.device)
+        if channels == 3 and not options.linear_light and options.background != "blurred original":
+            return _blend_onto_opaque(part, coverage, background(part, start)[0], out)
+        alpha = coverage.to(torch.float32).clamp(0, 1).unsqueeze(-1)
+        rgb = part[..., :3].to(torch.float32).clamp(0, 1)  # our own copy: blurs and blends never touch the input
         c_o, a_o = over(rgb, alpha, *background(rgb, start), options.linear_light)
         if out is None:  # a chunk off the output's device: its own tensor, moved by map_batches
             return c_o if channels == 3 else torch.cat((c_o, a_o), -1)
