@@ -136,14 +136,16 @@ def test_feather_is_a_ramp_across_the_edge(backend, mode):
     assert torch.allclose(mk.feather(m, 8, mode, backend)[0, 0], got)  # the image border is not an edge
 
 
-def test_steps_run_in_the_documented_order(shapes):
-    opts = mk.MaskOptions(fill_holes=True, grow=-2, smooth=1.5, black_point=0.2, white_point=0.8, invert=True)
+def test_steps_run_in_the_documented_order(shapes, backend):
+    opts = mk.MaskOptions(fill_holes=True, remove_islands=5, grow=-2, smooth=1.5, feather=3, feather_mode="outside",
+                          black_point=0.2, white_point=0.8, invert=True)
     expected = shapes.clone()
-    expected = mo.fill_and_clean(expected, True, 0)
-    expected = mo.grow(expected, -2)
-    expected = mk.blur(expected, 1.5)
+    expected = mo.fill_and_clean(expected, True, 5)
+    expected = mo.grow(expected, -2, backend)
+    expected = mk.blur(expected, 1.5, backend)
+    expected = mk.feather(expected, 3, "outside", backend)
     expected = ((expected - 0.2) / 0.6).clamp(0, 1)
-    assert torch.allclose(mk.refine_mask(shapes, opts), 1 - expected, atol=1e-6)
+    assert torch.allclose(mk.refine_mask(shapes, opts, backend), 1 - expected, atol=1e-6)
 
 
 def test_temporal_smoothing_cuts_flicker_and_is_symmetric():

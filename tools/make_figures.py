@@ -1,6 +1,6 @@
 """Render the README's pictures into docs/img/ by running each node on a scikit-image sample photo.
 
-    python tools/make_figures.py [refine]      (refine: only the Refine Edges pictures)
+    python tools/make_figures.py [refine|masks]      (only the Refine Edges / the mask and composite pictures)
 """
 
 from __future__ import annotations
@@ -96,12 +96,50 @@ def refine_figures(nodes, sample_batch) -> None:
                      "rembg | + Refine Edges (default) | + Refine Edges, decontaminate")[0], "refine_edges_cat")
 
 
+def row(tiles: list[torch.Tensor]) -> torch.Tensor:
+    """``[1, H, W, C]`` tiles side by side with a 4 px white gap (as RGB)."""
+    gap = torch.ones(1, tiles[0].shape[1], 4, 3)
+    parts = []
+    for t in tiles:
+        parts += [t[..., :3] if t.shape[-1] >= 3 else t.expand(-1, -1, -1, 3), gap]
+    return torch.cat(parts[:-1], 2)
+
+
+def mask_figures(nodes, sample_batch) -> None:
+    """Refine Mask's steps on a damaged u2netp mask of the cat, and Composite on Background's four modes."""
+    cat, portrait = sample_batch(256)[1:2], sample_batch(256)[0:1]
+    _, mask, _ = nodes["CleanCutRembg"]().run(cat, "u2netp", False, 240, 10, 10, False, False, "transparent")
+    damaged = mask.clone()
+    g = torch.Generator().manual_seed(1)
+    for y, x in torch.randint(8, 248, (60, 2), generator=g).tolist():  # specks in the background, a hole
+        damaged[0, y:y + 3, x:x + 3] = 1.0 - damaged[0, y:y + 3, x:x + 3].round()
+    damaged[0, 150:170, 110:135] = 0.0
+    refine = nodes["CleanCutMask"]().run
+    steps = [damaged, refine(damaged, fill_holes=True, remove_islands=50)[0],
+             refine(damaged, fill_holes=True, remove_islands=50, grow=12)[0],
+             refine(damaged, fill_holes=True, remove_islands=50, grow=-12)[0],
+             refine(damaged, fill_holes=True, remove_islands=50, feather=24)[0],
+             refine(damaged, fill_holes=True, remove_islands=50, smooth=6.0, black_point=0.4, white_point=0.6)[0]]
+    save(row([m[..., None] for m in steps]), "refine_mask")
+    clean = steps[1]
+    comp = nodes["CleanCutComposite"]().run
+    tiles = [comp(cat, "color", "#2E86DE", mask=clean)[0],
+             comp(cat, "image", fit="cover", mask=clean, background_image=portrait)[0],
+             comp(cat, "blurred original", blur=8.0, mask=clean)[0],
+             on_background(comp(cat, "transparent", mask=clean)[0], (0.85, 0.85, 0.85))]
+    save(row(tiles), "composite")
+
+
 def main() -> None:
     pack = load_pack()
     cli = __import__(pack.__name__ + ".cli", fromlist=["sample_batch"])
     if sys.argv[1:] == ["refine"]:  # only the Refine Edges pictures
         OUT.mkdir(parents=True, exist_ok=True)
         refine_figures(pack.NODE_CLASS_MAPPINGS, cli.sample_batch)
+        return
+    if sys.argv[1:] == ["masks"]:  # only the Refine Mask and Composite pictures
+        OUT.mkdir(parents=True, exist_ok=True)
+        mask_figures(pack.NODE_CLASS_MAPPINGS, cli.sample_batch)
         return
     nodes = pack.NODE_CLASS_MAPPINGS
     OUT.mkdir(parents=True, exist_ok=True)
@@ -134,6 +172,7 @@ def main() -> None:
         save(compare(extracted, "original | cut-out | mask | extracted", row), "rembg")
         save_set_figure(nodes, portrait, image, extracted, mask)
         refine_figures(nodes, cli.sample_batch)
+        mask_figures(nodes, cli.sample_batch)
     save(nodes["CleanCutCompare"]().run(photo, portrait, "image_a | image_b (resized to a's height)")[0], "compare")
     print(f"figures in {OUT}")  # noqa: T201
 
