@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The one check to run when a GPU is lent (under 8 minutes on one GPU): the CUDA tests, then the
-# preprocess / threshold / rembg benchmarks on cuda, then one summary. Its figures go into README.
+# preprocess / threshold / rembg / mask benchmarks on cuda, then one summary. Its figures go into README.
 # Usage, from the project root, with the venv built by README's test command:  bash benchmarks/gpu_check.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -31,6 +31,7 @@ step pytest_gpu 180 "$py" -m pytest -q -m gpu -p no:cacheprovider
 step bench_preprocess 90 "$py" benchmarks/bench_preprocess.py --device cuda --repeat 2
 step bench_threshold 60 "$py" benchmarks/bench_threshold.py --device cuda --repeat 2
 step bench_rembg 120 "$py" benchmarks/bench_rembg.py --device cuda --repeat 2
+step bench_masks 90 "$py" benchmarks/bench_masks.py --device cuda --repeat 2
 echo "== gpu_check summary ($(( $(date +%s) - started )) s) =="
 cat "$out/summary.txt"
-for f in bench_preprocess bench_threshold bench_rembg; do echo "== $f"; grep '^|' "$out/$f.txt"; done
+for f in bench_preprocess bench_threshold bench_rembg bench_masks; do echo "== $f"; grep '^|' "$out/$f.txt"; done
