@@ -181,10 +181,13 @@ class Run:
     failed: list[str]
     done: int = 0
     written: int = 0
+    reasons: dict[Path, str] = dataclasses.field(default_factory=dict)  # per input: why it failed
+    files: dict[Path, int] = dataclasses.field(default_factory=dict)  # per input: files written
 
     def give_up(self, src: imageio.Source, reason: str) -> None:
         if self.left.pop(src.path, None) is not None:
             self.failed.append(reason)
+            self.reasons[src.path] = reason
 
     def take(self, items, batch, errors, on_progress=None) -> None:
         """One result of ``imageio.batches``: cut out, then write every frame whose input has not failed."""
@@ -207,7 +210,9 @@ class Run:
         meta = {"source": str(src.path), **({"frame": k + 1} if src.frames > 1 else {}), **settings_metadata(args)}
         try:
             clear(args.out, stem, args.roles, args.format)
-            self.written += len(saving.write_item(str(args.out), stem, tensors, i, args.format, {"cleancut": meta}))
+            n = len(saving.write_item(str(args.out), stem, tensors, i, args.format, {"cleancut": meta}))
+            self.written += n
+            self.files[src.path] = self.files.get(src.path, 0) + n
         except (ValueError, OSError) as exc:
             self.give_up(src, f"{src.path}: {exc}")
             return
@@ -225,6 +230,10 @@ def cutout_command(args) -> int:
         if args.method == "rembg":
             check_model(args.options)
         args.out.mkdir(parents=True, exist_ok=True)
+    if args.engine == "ray":
+        from .ray_engine import run_on_ray  # Ray is imported only here: the pack and the local CLI never need it
+
+        return run_on_ray(args, found, todo, failed, skipped)
     run = Run(args, {src.path: src.frames for src in todo}, failed)
     with StopAfterBatch() as stop, tqdm(total=sum(run.left.values()), unit="img", disable=args.quiet) as bar:
         try:
@@ -244,15 +253,20 @@ def cutout_command(args) -> int:
             say(f"cleancut cutout: stopped at once (second Ctrl-C): {count(run.written, 'file')} written to "
                 f"{args.out}, {count(len(run.left), 'input')} not processed")
             return EXIT_INTERRUPTED
+    return report(args, found, skipped, run, len(run.left) if stop.requested else None)
+
+
+def report(args, found: imageio.Collected, skipped: int, run: Run, not_processed: int | None = None) -> int:
+    """The failures on stderr, the one-line summary on stdout; the exit code. Both engines end here."""
     for line in run.failed:
         say(f"failed: {line}")
     summary = (f"cleancut cutout: {count(len(found.paths) + len(found.failed), 'input')}: {run.done} done, "
                f"{skipped} skipped{' (outputs exist; --overwrite redoes them)' if skipped else ''}, "
                f"{len(run.failed)} failed; {count(run.written, 'file')} written to {args.out}")
-    if stop.requested:
-        summary += f"; interrupted: {count(len(run.left), 'input')} not processed"
+    if not_processed is not None:
+        summary += f"; interrupted: {count(not_processed, 'input')} not processed"
     sys.stdout.write(summary + "\n")
-    return EXIT_INTERRUPTED if stop.requested else (EXIT_FAILED if run.failed else EXIT_OK)
+    return EXIT_INTERRUPTED if not_processed is not None else (EXIT_FAILED if run.failed else EXIT_OK)
 
 
 def demo_command(args) -> int:

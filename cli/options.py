@@ -51,6 +51,8 @@ FORMAT_NAMES = {**{name.split()[0]: name for name in saving.FORMATS}, **{n: n fo
 
 
 BATCH_SIZE = 8
+ENGINES = ["local", "ray"]
+ENGINE_FLAGS = ("address", "workers", "gpus_per_worker")  # apply with --engine ray only
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
@@ -70,7 +72,7 @@ def option_defaults(command: str) -> dict:
             **{f.name: f.default for f in dataclasses.fields(pipeline.Settings)},
             **(DEMO_PREPROCESS if command == "demo" else {}),
             "save": ",".join(saving.ROLES), "format": next(iter(saving.FORMATS)), "batch_size": BATCH_SIZE,
-            "max_pixels": imageio.MAX_PIXELS, "overwrite": False, "quiet": False,
+            "max_pixels": imageio.MAX_PIXELS, "overwrite": False, "quiet": False, "engine": ENGINES[0],
             "band_width": edges.RefineOptions().band_width}
 
 
@@ -139,6 +141,17 @@ def add_cutout_options(p: argparse.ArgumentParser, command: str) -> None:
         p.add_argument("--overwrite", action="store_true", default=None,
                        help="redo inputs whose outputs all exist, replacing those files (default off: such "
                             "inputs are skipped; an incomplete set is always redone)")
+        g = p.add_argument_group("engine (where the work runs)")
+        g.add_argument("--engine", choices=ENGINES, help="local: this process (default). ray: a Ray cluster, "
+                       "one long-lived worker per model session; needs pip install \"cleancut[ray]\" and an --out "
+                       "that every worker can reach (a shared file system)")
+        g.add_argument("--address", help="ray: the cluster to join (e.g. ray://head:10001, or 'auto' for the one "
+                       "`ray start` made here); default: start a local Ray instance on this machine")
+        g.add_argument("--workers", type=positive, metavar="N",
+                       help="ray: number of workers (default: one per CPU of the cluster, or per GPU with "
+                            "--gpus-per-worker)")
+        g.add_argument("--gpus-per-worker", type=float, metavar="F",
+                       help="ray: GPUs each worker reserves, e.g. 1 or 0.5 to share one (default 0: CPU workers)")
     p.add_argument("--quiet", action="store_true", default=None, help="no progress bar (default off)")
     g = p.add_argument_group("rembg method (--method rembg)")
     for dest, name in REMBG_FLAGS.items():
@@ -238,6 +251,20 @@ def build_options(args: argparse.Namespace) -> list[tuple[str, object]]:
     return checks
 
 
+def canonical_flags(args: argparse.Namespace) -> list[str]:
+    """The flags that reproduce ``args``' resolved cut-out settings (each that differs from its default), so a
+    worker in another process rebuilds the same options with :func:`resolve` (and the same checks)."""
+    defaults = option_defaults("cutout")
+    out: list[str] = []
+    for dest in (*REMBG_FLAGS, *THRESHOLD_FLAGS, *PREPROCESS, "method", "save", "format", "batch_size", "max_pixels",
+                 "band_width", "refine", "overwrite"):
+        value = getattr(args, dest, None)
+        if value is None or value == defaults.get(dest):
+            continue
+        out += [flag(dest)] if value is True else [] if value is False else [flag(dest), str(value)]
+    return out
+
+
 def not_applicable(args: argparse.Namespace, given: set[str]) -> str | None:
     """The first given option that would be ignored, worded as an error; ``None`` when all apply."""
     other = "threshold" if args.method == "rembg" else "rembg"
@@ -259,6 +286,7 @@ def not_applicable(args: argparse.Namespace, given: set[str]) -> str | None:
               "colours)"),
              (("tile_grid",), args.clip_limit == 0, "applies with --clip-limit above 0 only (CLAHE is off)"),
              (("sharpen_radius",), args.sharpness == 0, "applies with --sharpness above 0 only (sharpening is off)")]
+    rules.append((ENGINE_FLAGS, getattr(args, "engine", "local") != "ray", "applies with --engine ray only"))
     for dests, inapplicable, why in rules:
         for dest in dests:
             if dest in given and inapplicable:

@@ -100,8 +100,14 @@ def pick_backend(device: torch.device, requested: str = "auto") -> str:
     return choice
 
 
+CPUS_ENV = "CLEANCUT_CPUS"  # cores this process may use, when it shares a machine (a Ray worker sets it)
+
+
 def cpu_count() -> int:
-    """CPU cores this process may use (the affinity mask, as containers set it)."""
+    """CPU cores this process may use: ``$CLEANCUT_CPUS`` if set, else the affinity mask (as containers set it)."""
+    share = os.environ.get(CPUS_ENV, "").strip()
+    if share.isdigit() and int(share) > 0:
+        return int(share)
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # macOS, Windows

@@ -1,0 +1,129 @@
+"""The ray engine against the local engine: same files byte for byte, same summary, work not lost.
+
+One local Ray instance (2 CPUs) serves the module. The CLI is driven through the package ``cleancut`` (the
+name Ray workers import the pack by), installed by README's test command.
+"""
+
+from __future__ import annotations
+
+import importlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import ROOT
+from modelfiles import u2netp_fixture  # noqa: F401  (the u2netp fixture)
+from PIL import Image
+
+ray = pytest.importorskip("ray")
+pytestmark = [pytest.mark.slow, pytest.mark.model]
+
+cli = importlib.import_module("cleancut.cli")
+engine = importlib.import_module("cleancut.cli.ray_engine")
+options = importlib.import_module("cleancut.cli.options")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def local_ray(u2netp):
+    """A 2-CPU local Ray instance for the module (started after $U2NET_HOME is set: workers inherit it)."""
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(name="folder")
+def folder_fixture(tmp_path, photo_arrays):
+    """Mixed sizes, formats, an RGBA and a 16-bit file, an animated one, and a corrupt file."""
+    src = tmp_path / "in"
+    src.mkdir()
+    astro, cat = photo_arrays["astronaut"], photo_arrays["chelsea"]
+    Image.fromarray(astro[:200, :240]).save(src / "a.png")
+    Image.fromarray(astro[200:400, 100:340]).save(src / "b.jpg", quality=95)  # a's size: one batch locally
+    Image.fromarray(cat[:150, :170]).save(src / "c.webp", lossless=True)
+    rgba = np.dstack([cat[:90, :120], np.tile(np.linspace(0, 255, 120, dtype=np.uint8), (90, 1))])
+    Image.fromarray(rgba, "RGBA").save(src / "d_rgba.png")
+    Image.fromarray(astro[:64, :80, 0].astype(np.uint16) * 257).save(src / "e16.png")
+    frames = [Image.fromarray(cat[i * 10:i * 10 + 80, :100]) for i in range(3)]
+    frames[0].save(src / "g_anim.webp", save_all=True, append_images=frames[1:], lossless=True)
+    (src / "f_corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
+    return src
+
+
+def files(folder):
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def run_cli(capsys, *argv) -> tuple[int, str]:
+    code = cli.main(["cutout", *map(str, argv), "--quiet"])
+    return code, capsys.readouterr().out.strip()
+
+
+@pytest.mark.parametrize("extra", [[], ["--refine", "guided filter", "--clip-limit", "2.0", "--format", "webp"]])
+def test_ray_writes_the_local_engines_files_and_summary(folder, tmp_path, capsys, extra):
+    local_code, local_summary = run_cli(capsys, folder, "--out", tmp_path / "local", *extra)
+    ray_code, ray_summary = run_cli(capsys, folder, "--out", tmp_path / "ray", "--engine", "ray", *extra)
+    same = ray_summary.replace(str(tmp_path / "ray"), str(tmp_path / "local"))
+    assert (ray_code, same) == (local_code, local_summary) and ray_code == options.EXIT_FAILED  # corrupt: alone
+    assert "7 inputs: 6 done, 0 skipped, 1 failed" in ray_summary
+    local, remote = files(tmp_path / "local"), files(tmp_path / "ray")
+    assert local == remote and len(local) == 8 * 4  # 5 stills + 3 frames, 4 roles each: byte for byte
+    # a second run skips what is done, as the local engine does
+    assert run_cli(capsys, folder, "--out", tmp_path / "ray", "--engine", "ray", *extra)[1].startswith(
+        "cleancut cutout: 7 inputs: 0 done, 6 skipped")
+
+
+def test_a_worker_killed_mid_run_loses_nothing(folder, tmp_path, capsys):
+    run_cli(capsys, folder, "--out", tmp_path / "local", "--batch-size", "1")
+    args = options.build_parser().parse_args(["cutout", str(folder), "--out", str(tmp_path / "ray"), "--quiet",
+                                              "--engine", "ray", "--batch-size", "1", "--workers", "2"])
+    options.resolve(args)
+    found, todo, failed, skipped = cli.gather(args)
+    marker = tmp_path / "died"
+    code = engine.run_on_ray(args, found, todo, failed, skipped, fault=(str(marker), "c"))
+    summary = capsys.readouterr().out
+    assert marker.exists(), "the fault did not fire: the test would prove nothing"
+    assert code == options.EXIT_FAILED and "6 done, 0 skipped, 1 failed; 32 files written" in summary
+    assert files(tmp_path / "ray") == files(tmp_path / "local")  # every image written, once (no _1 duplicates)
+
+
+def test_engine_flags_apply_to_ray_only(folder, tmp_path, capsys):
+    for flag, value in (("--workers", "2"), ("--address", "auto"), ("--gpus-per-worker", "1")):
+        assert cli.main(["cutout", str(folder), "--out", str(tmp_path / "o"), flag, value, "--quiet"]) == \
+            options.EXIT_USAGE
+        assert "applies with --engine ray only" in capsys.readouterr().err
+
+
+def test_canonical_flags_rebuild_the_same_settings(folder, tmp_path):
+    argv = ["cutout", str(folder), "--out", str(tmp_path), "--refine", "closed-form", "--erode-size", "4",
+            "--saturation", "1.3", "--save", "cutout,mask", "--format", "webp", "--decontaminate"]
+    args = options.build_parser().parse_args(argv)
+    options.resolve(args)
+    again = engine._worker_args(options.canonical_flags(args), 0)
+    for name in ("settings", "options", "refine_options", "roles", "format", "method"):
+        assert getattr(again, name) == getattr(args, name), name
+
+
+def test_library_entry_point_on_a_dataset(photo_arrays):
+    images = [photo_arrays["chelsea"][:120, :160], photo_arrays["astronaut"][:120, :160],
+              photo_arrays["coffee"][:96, :128]]
+    ds = ray.data.from_items([{"image": im, "id": i} for i, im in enumerate(images)])
+    rows = sorted(ds.map_batches(engine.CutoutImages, fn_constructor_kwargs={"model": "u2netp"}, batch_size=2,
+                                 compute=ray.data.ActorPoolStrategy(size=1)).take_all(), key=lambda r: r["id"])
+    args = engine._worker_args([], 0)
+    for row, im in zip(rows, images, strict=True):
+        local = cli.cut_out(cli.pil2tensor([Image.fromarray(im)]), args)
+        assert np.array_equal(row["cutout"], cli.tensor2np(local["cutout"])[0])
+        assert row["cutout"].shape == (*im.shape[:2], 4) and row["mask"].shape == im.shape[:2]
+
+
+def test_the_pack_and_the_local_cli_never_import_ray(tmp_path):
+    code = ("import sys, cleancut, cleancut.cli\n"
+            "rc = cleancut.cli.main(['cutout', sys.argv[1], '--out', sys.argv[2], '--method', 'threshold',\n"
+            "                        '--quiet'])\n"
+            "print(rc, 'ray' in sys.modules)\n")
+    img = tmp_path / "x.png"
+    Image.fromarray(np.full((20, 30, 3), 200, np.uint8)).save(img)
+    done = subprocess.run([sys.executable, "-c", code, str(img), str(tmp_path / "o")], capture_output=True,
+                          text=True, cwd=ROOT.parent)
+    assert done.stdout.splitlines()[-1].split() == ["0", "False"], done.stderr  # after the summary line
