@@ -2,11 +2,14 @@
 
     python benchmarks/bench_ray.py [--count 64] [--size 1024] [--workers 1,2]
 
-Writes ``count`` JPEGs of ``size``² (scikit-image photos, resized, flipped and shifted so no two are the same)
-to a temporary folder, then runs the command line in a fresh process per case, end to end as a user would
-(start-up, the model load, Ray's start for the ray engine, writing every file): the local engine, then the
-ray engine with each worker count (a local Ray instance on this machine). Each case writes to a new folder.
-Needs the u2netp model (``cleancut models fetch u2netp``) and Ray (``pip install "cleancut[ray]"``).
+Writes ``2 * count`` JPEGs of ``size``² (scikit-image photos, resized, flipped and shifted so no two are the
+same), then runs the command line in a fresh process per case, end to end as a user would (start-up, the
+model load, Ray's start and stop for the ray engine, writing every file) on the first ``count`` and on all
+``2 * count``: the local engine, then the ray engine with each worker count (a local Ray instance on this
+machine). From the two runs: the end-to-end time of ``count`` images, the steady throughput (the extra
+``count`` images over the extra time: fixed costs cancel) and the fixed cost (what remains). Every case writes
+to a new folder, and its files are compared with the local engine's. Needs the u2netp model (``cleancut
+models fetch u2netp``) and Ray (``pip install "cleancut[ray]"``).
 """
 
 from __future__ import annotations
@@ -49,22 +52,29 @@ def main() -> None:
     p.add_argument("--workers", default="1,2", help="ray worker counts, comma-separated")
     a = p.parse_args()
     tmp = Path(tempfile.mkdtemp())
-    (tmp / "in").mkdir()
-    write_photos(tmp / "in", a.count, a.size)
-    common = [str(tmp / "in"), "--quiet", "--save", "cutout,mask"]
-    print(f"{a.count} JPEGs of {a.size}², u2netp, {os.cpu_count()} CPUs; end-to-end wall time of the command")
-    print("| engine | wall s | images/s | vs local |")
-    print("|---|---:|---:|---:|")
-    local_s, summary = run(["cutout", *common, "--out", str(tmp / "local")])
-    print(f"| local | {local_s:.1f} | {a.count / local_s:.2f} | 1.00x |", flush=True)
-    for n in (int(w) for w in a.workers.split(",")):
-        ray_s, ray_summary = run(["cutout", *common, "--out", str(tmp / f"ray{n}"), "--engine", "ray",
-                                  "--workers", str(n)])
-        print(f"| ray, {n} worker{'s' if n > 1 else ''} | {ray_s:.1f} | {a.count / ray_s:.2f} | "
-              f"{local_s / ray_s:.2f}x |", flush=True)
-        same = all((tmp / "local" / f.name).read_bytes() == f.read_bytes() for f in (tmp / f"ray{n}").iterdir())
-        print(f"  identical files: {same}; {ray_summary}", file=sys.stderr)
-    print(f"  local: {summary}", file=sys.stderr)
+    for name, n in (("small", a.count), ("large", 2 * a.count)):
+        (tmp / name).mkdir()
+        write_photos(tmp / name, n, a.size)
+    print(f"{a.count} and {2 * a.count} JPEGs of {a.size}², u2netp, {os.cpu_count()} CPUs; wall time of the command")
+    print(f"| engine | {a.count} images, s | images/s | vs local | steady images/s | vs local | fixed cost s |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    cases = [("local", [])] + [(f"ray, {n} worker{'s' if n > 1 else ''}", ["--engine", "ray", "--workers", str(n)])
+                               for n in (int(w) for w in a.workers.split(","))]
+    base = None
+    for k, (name, extra) in enumerate(cases):
+        times = {}
+        for size in ("small", "large"):
+            out = tmp / f"out{k}_{size}"
+            times[size], summary = run(["cutout", str(tmp / size), "--quiet", "--save", "cutout,mask", "--out",
+                                        str(out), *extra])
+            if k:
+                same = all((tmp / f"out0_{size}" / f.name).read_bytes() == f.read_bytes() for f in out.iterdir())
+                print(f"  {name}, {size}: identical files to local: {same}; {summary}", file=sys.stderr)
+        steady = a.count / (times["large"] - times["small"])
+        fixed = times["small"] - a.count / steady
+        base = base or (times["small"], steady)
+        print(f"| {name} | {times['small']:.1f} | {a.count / times['small']:.2f} | {base[0] / times['small']:.2f}x | "
+              f"{steady:.2f} | {steady / base[1]:.2f}x | {fixed:.1f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -148,8 +148,8 @@ def add_cutout_options(p: argparse.ArgumentParser, command: str) -> None:
         g.add_argument("--address", help="ray: the cluster to join (e.g. ray://head:10001, or 'auto' for the one "
                        "`ray start` made here); default: start a local Ray instance on this machine")
         g.add_argument("--workers", type=positive, metavar="N",
-                       help="ray: number of workers (default: one per CPU of the cluster, or per GPU with "
-                            "--gpus-per-worker)")
+                       help="ray: number of workers, each with one model session (default: one per two CPUs "
+                            "of the cluster, or per GPU share with --gpus-per-worker)")
         g.add_argument("--gpus-per-worker", type=float, metavar="F",
                        help="ray: GPUs each worker reserves, e.g. 1 or 0.5 to share one (default 0: CPU workers)")
     p.add_argument("--quiet", action="store_true", default=None, help="no progress bar (default off)")
