@@ -138,7 +138,7 @@ def run_on_ray(args, found, todo, failed, skipped, fault: tuple[str, str] | None
     """The ``cutout`` command on Ray: ``todo`` (from :func:`..gather`) cut out by workers; the local summary."""
     from tqdm import tqdm
 
-    from . import Run, count, report, say
+    from . import Run, report
 
     ray = _ray()
     run = Run(args, {src.path: src.frames for src in todo}, failed)
@@ -169,9 +169,7 @@ def run_on_ray(args, found, todo, failed, skipped, fault: tuple[str, str] | None
             for row in results.iter_rows():
                 _take(run, by_path[Path(row["path"])], row)
                 bar.update(int(row["frames"]))
-    except KeyboardInterrupt:
-        say(f"cleancut cutout: stopped (Ctrl-C): {count(run.written, 'file')} written to {args.out}, "
-            f"{count(len(run.left), 'input')} not confirmed")
+    except KeyboardInterrupt:  # the workers stop with Ray; what they had not finished is redone by a re-run
         return report(args, found, skipped, run, len(run.left))
     finally:
         if started:
