@@ -65,6 +65,13 @@ def test_binary_grow_and_shrink_equal_opencv(shapes, backend, r):
     assert np.array_equal(mo.grow(shapes, -r, backend).numpy(), shrunk)
 
 
+def test_grow_at_the_largest_radii(backend):
+    m = np.zeros((1, 30, 600), np.float32)
+    m[0, 10, 20] = m[0, 25, 580] = 1  # 256 px and more from most of the image
+    for r in (254, 255, mk.MAX_GROW):
+        assert np.array_equal(mo.grow(torch.from_numpy(m), r, backend).numpy()[0], cv2.dilate(m[0], ellipse(r)))
+
+
 @pytest.mark.parametrize("r", [1, 4, 13])
 def test_soft_grow_is_opencvs_grey_dilation(soft, backend, r):
     got = mo.grow(soft, r, backend).numpy()
