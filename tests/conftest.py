@@ -79,3 +79,22 @@ def synthetic() -> torch.Tensor:
     a = torch.stack([x, y, disc, 0.25 + 0.75 * x], dim=-1)
     b = torch.rand(h, w, 4, generator=g)
     return torch.stack([a, b])
+
+
+def mixed_inputs(src: Path, photo_arrays: dict) -> Path:
+    """A folder of command-line inputs: mixed sizes and formats (two of one size: one batch), RGBA, 16-bit,
+    and a corrupt file."""
+    import cv2
+    from PIL import Image
+
+    src.mkdir()
+    astro, cat = photo_arrays["astronaut"], photo_arrays["chelsea"]
+    Image.fromarray(astro[:200, :240]).save(src / "a.png")
+    Image.fromarray(astro[200:400, 100:340]).save(src / "b.jpg", quality=95)  # same size as a: one batch
+    Image.fromarray(cat[:150, :170]).save(src / "c.webp", lossless=True)
+    rgba = np.dstack([cat[:90, :120], np.tile(np.linspace(0, 255, 120, dtype=np.uint8), (90, 1))])
+    Image.fromarray(rgba, "RGBA").save(src / "d_rgba.png")
+    deep = (astro[:64, :80].astype(np.uint16) * 257)[..., ::-1]  # 16-bit, BGR for cv2
+    cv2.imwrite(str(src / "e16.png"), np.ascontiguousarray(deep))
+    (src / "f_corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
+    return src

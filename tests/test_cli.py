@@ -7,7 +7,7 @@ import sys
 import cv2
 import numpy as np
 import pytest
-from conftest import PACK, ROOT
+from conftest import PACK, ROOT, mixed_inputs
 from modelfiles import u2netp_fixture  # noqa: F401  (the u2netp fixture)
 from PIL import Image
 
@@ -26,18 +26,7 @@ def main_fixture(cli):
 
 @pytest.fixture(name="folder")
 def folder_fixture(tmp_path, photo_arrays):
-    src = tmp_path / "in"
-    src.mkdir()
-    astro, cat = photo_arrays["astronaut"], photo_arrays["chelsea"]
-    Image.fromarray(astro[:200, :240]).save(src / "a.png")
-    Image.fromarray(astro[200:400, 100:340]).save(src / "b.jpg", quality=95)  # same size as a: one batch
-    Image.fromarray(cat[:150, :170]).save(src / "c.webp", lossless=True)
-    rgba = np.dstack([cat[:90, :120], np.tile(np.linspace(0, 255, 120, dtype=np.uint8), (90, 1))])
-    Image.fromarray(rgba, "RGBA").save(src / "d_rgba.png")
-    deep = (astro[:64, :80].astype(np.uint16) * 257)[..., ::-1]  # 16-bit, BGR for cv2
-    cv2.imwrite(str(src / "e16.png"), np.ascontiguousarray(deep))
-    (src / "f_corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
-    return src
+    return mixed_inputs(tmp_path / "in", photo_arrays)
 
 
 def test_threshold_cutout_of_a_mixed_folder(main, folder, tmp_path):

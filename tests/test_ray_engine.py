@@ -12,7 +12,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import ROOT
+from conftest import ROOT, mixed_inputs
 from modelfiles import u2netp_fixture  # noqa: F401  (the u2netp fixture)
 from PIL import Image
 
@@ -34,19 +34,11 @@ def local_ray(u2netp):
 
 @pytest.fixture(name="folder")
 def folder_fixture(tmp_path, photo_arrays):
-    """Mixed sizes, formats, an RGBA and a 16-bit file, an animated one, and a corrupt file."""
-    src = tmp_path / "in"
-    src.mkdir()
-    astro, cat = photo_arrays["astronaut"], photo_arrays["chelsea"]
-    Image.fromarray(astro[:200, :240]).save(src / "a.png")
-    Image.fromarray(astro[200:400, 100:340]).save(src / "b.jpg", quality=95)  # a's size: one batch locally
-    Image.fromarray(cat[:150, :170]).save(src / "c.webp", lossless=True)
-    rgba = np.dstack([cat[:90, :120], np.tile(np.linspace(0, 255, 120, dtype=np.uint8), (90, 1))])
-    Image.fromarray(rgba, "RGBA").save(src / "d_rgba.png")
-    Image.fromarray(astro[:64, :80, 0].astype(np.uint16) * 257).save(src / "e16.png")
+    """The command-line tests' mixed folder (sizes, formats, RGBA, 16-bit, a corrupt file) and an animated file."""
+    src = mixed_inputs(tmp_path / "in", photo_arrays)
+    cat = photo_arrays["chelsea"]
     frames = [Image.fromarray(cat[i * 10:i * 10 + 80, :100]) for i in range(3)]
     frames[0].save(src / "g_anim.webp", save_all=True, append_images=frames[1:], lossless=True)
-    (src / "f_corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
     return src
 
 
