@@ -225,14 +225,16 @@ class Run:
 def cutout_command(args) -> int:
     from tqdm import tqdm
 
+    if args.engine == "ray":  # Ray is imported only here: the pack and the local CLI never need it
+        from .ray_engine import require_ray, run_on_ray
+
+        require_ray()  # before any input is read or the output folder made
     found, todo, failed, skipped = gather(args)
     if todo:
         if args.method == "rembg":
             check_model(args.options)
         args.out.mkdir(parents=True, exist_ok=True)
     if args.engine == "ray":
-        from .ray_engine import run_on_ray  # Ray is imported only here: the pack and the local CLI never need it
-
         return run_on_ray(args, found, todo, failed, skipped)
     run = Run(args, {src.path: src.frames for src in todo}, failed)
     with StopAfterBatch() as stop, tqdm(total=sum(run.left.values()), unit="img", disable=args.quiet) as bar:

@@ -38,7 +38,8 @@ MAX_RETRIES = 3  # a batch whose worker died is run again this many times
 RAY_HINT = 'the ray engine needs Ray: pip install "cleancut[ray]" (or pip install "ray[data]")'
 
 
-def _ray():
+def require_ray():
+    """The ``ray`` module (with Ray Data); a usage error that says what to install when it is missing."""
     try:
         import ray
         import ray.data  # noqa: F401
@@ -140,7 +141,7 @@ def run_on_ray(args, found, todo, failed, skipped, fault: tuple[str, str] | None
 
     from . import Run, report
 
-    ray = _ray()
+    ray = require_ray()
     run = Run(args, {src.path: src.frames for src in todo}, failed)
     if not todo:
         return report(args, found, skipped, run)

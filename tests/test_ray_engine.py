@@ -119,3 +119,10 @@ def test_the_pack_and_the_local_cli_never_import_ray(tmp_path):
     done = subprocess.run([sys.executable, "-c", code, str(img), str(tmp_path / "o")], capture_output=True,
                           text=True, cwd=ROOT.parent)
     assert done.stdout.splitlines()[-1].split() == ["0", "False"], done.stderr  # after the summary line
+
+
+def test_without_ray_the_engine_says_what_to_install_before_reading_anything(folder, tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed: importing it fails
+    out = tmp_path / "never"
+    assert cli.main(["cutout", str(folder), "--out", str(out), "--engine", "ray", "--quiet"]) == options.EXIT_USAGE
+    assert 'pip install "cleancut[ray]"' in capsys.readouterr().err and not out.exists()
