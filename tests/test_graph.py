@@ -1,5 +1,7 @@
 """API-format prompts through the in-repo executor: validation as the server does, then execution."""
 
+import importlib
+
 import pytest
 import torch
 from executor import PromptError, run_prompt, tensor_source
@@ -71,3 +73,31 @@ def test_wrong_output_count_is_caught(classes):
               "2": {"class_type": "Broken", "inputs": {"image": ["1", 0]}}}
     with pytest.raises(PromptError, match="RETURN_TYPES declares 2"):
         run_prompt(prompt, {**classes, "Broken": Broken})
+
+
+def test_mask_and_composite_prompt(pack, classes, photos):
+    """Threshold cut -> Refine Mask -> Composite as an API prompt equals the library; a bad colour names its input."""
+    prompt = {
+        "1": {"class_type": "TestSource", "inputs": {"key": "photos"}},
+        "2": {"class_type": "CleanCutAlphaThreshold", "inputs": {"images": ["1", 0], "mode": "background",
+                                                                  "threshold": 110, "threshold_tolerance": 2}},
+        "3": {"class_type": "CleanCutMask", "inputs": {"mask": ["2", 1], "grow": 3, "fill_holes": True,
+                                                        "remove_islands": 50, "smooth": 0.0, "feather": 4,
+                                                        "feather_mode": "outside", "black_point": 0.0,
+                                                        "white_point": 1.0, "invert": False, "temporal": 0.3}},
+        "4": {"class_type": "CleanCutComposite", "inputs": {"foreground": ["1", 0], "background": "color",
+                                                             "color": "#00FF00", "fit": "cover", "blur": 20.0,
+                                                             "linear_light": False, "mask": ["3", 0]}},
+    }
+    run = run_prompt(prompt, classes)
+    (mask,), (out,) = run.outputs["3"], run.outputs["4"]
+    masks = importlib.import_module(pack.__name__ + ".utils.masks")
+    cut = pack.NODE_CLASS_MAPPINGS["CleanCutAlphaThreshold"]().run(photos, "background", 110, 2)[1]
+    expected = masks.refine_mask(cut, masks.MaskOptions(grow=3, fill_holes=True, remove_islands=50, feather=4,
+                                                        feather_mode="outside", temporal=0.3))
+    assert torch.allclose(mask, expected, atol=1e-6) and out.shape == photos.shape
+    green = torch.tensor([0.0, 1.0, 0.0])
+    assert torch.allclose(out, photos * mask[..., None] + green * (1 - mask[..., None]), atol=1e-5)
+    prompt["4"]["inputs"]["color"] = "green"
+    with pytest.raises(ValueError, match="color:"):
+        run_prompt(prompt, classes)
