@@ -26,7 +26,8 @@ class CleanCutMask(Node):
             "invert it first, or turn on invert and read the result the same way.")}),
         "grow": w.integer(0, -mk.MAX_GROW, mk.MAX_GROW, (
             "Pixels to grow the mask by (negative shrinks it), with a round brush: OpenCV's elliptical kernel, "
-            "exactly. Soft edges move outwards (inwards) keeping their softness. Same speed at any size.")),
+            "exactly. Soft edges move outwards (inwards) keeping their softness. A hard (0/1) mask takes the same "
+            "time at any size.")),
         "fill_holes": ("BOOLEAN", {"default": False, "tooltip": (
             "Fill every hole: background enclosed by the subject (mask below 0.5) becomes subject (1).")}),
         "remove_islands": w.integer(0, 0, mk.MAX_ISLAND, (

@@ -72,7 +72,7 @@ def test_grow_at_the_largest_radii(backend):
         assert np.array_equal(mo.grow(torch.from_numpy(m), r, backend).numpy()[0], cv2.dilate(m[0], ellipse(r)))
 
 
-@pytest.mark.parametrize("r", [1, 4, 13])
+@pytest.mark.parametrize("r", [1, 4, 13, 20])  # 20: the row-maxima path on the CPU too
 def test_soft_grow_is_opencvs_grey_dilation(soft, backend, r):
     got = mo.grow(soft, r, backend).numpy()
     assert np.array_equal(got, np.stack([cv2.dilate(x, ellipse(r)) for x in soft.numpy()]))
