@@ -115,6 +115,10 @@ def _pool(ray, args) -> tuple[int, int, float]:
     gpus = args.gpus_per_worker or 0.0
     cpus_total = int(have.get("CPU", 1))
     if gpus:
+        if have.get("GPU", 0) < gpus:  # a worker that can never be placed would wait forever
+            raise UsageError(f"--gpus-per-worker: the Ray cluster has {have.get('GPU', 0):g} GPUs, fewer than one "
+                             f"worker's {gpus:g}; start the GPU nodes first (ray start on them), or drop the flag "
+                             "for CPU workers")
         workers = args.workers or max(1, int(have.get("GPU", 0) / gpus))
         return workers, 1, gpus
     # default: a worker per two cores, each running two single-threaded model runs side by side as the local

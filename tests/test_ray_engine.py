@@ -126,3 +126,9 @@ def test_without_ray_the_engine_says_what_to_install_before_reading_anything(fol
     out = tmp_path / "never"
     assert cli.main(["cutout", str(folder), "--out", str(out), "--engine", "ray", "--quiet"]) == options.EXIT_USAGE
     assert 'pip install "cleancut[ray]"' in capsys.readouterr().err and not out.exists()
+
+
+def test_gpu_workers_on_a_cluster_without_gpus_are_refused_not_left_waiting(folder, tmp_path, capsys):
+    code = cli.main(["cutout", str(folder), "--out", str(tmp_path / "g"), "--engine", "ray", "--gpus-per-worker",
+                     "1", "--quiet"])
+    assert code == options.EXIT_USAGE and "--gpus-per-worker: the Ray cluster has 0 GPUs" in capsys.readouterr().err
