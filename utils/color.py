@@ -1,4 +1,4 @@
-"""Colour helpers shared by the filters: alpha pass-through, luma, sRGB <-> CIELAB (torch)."""
+"""Colour helpers shared by the filters: alpha pass-through, luma, the sRGB curve, sRGB <-> CIELAB (torch)."""
 
 from __future__ import annotations
 
@@ -28,18 +28,20 @@ def luma(rgb: Tensor) -> Tensor:
     return (rgb * w).sum(-1, keepdim=True)
 
 
-def _srgb_to_linear(x: Tensor) -> Tensor:
+def srgb_to_linear(x: Tensor) -> Tensor:
+    """The sRGB curve decoded: values in 0..1 to linear light (IEC 61966-2-1)."""
     return torch.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055).pow(2.4))
 
 
-def _linear_to_srgb(x: Tensor) -> Tensor:
+def linear_to_srgb(x: Tensor) -> Tensor:
+    """Linear light in 0..1 encoded with the sRGB curve (inverse of :func:`srgb_to_linear`)."""
     return torch.where(x <= 0.0031308, x * 12.92, 1.055 * x.clamp_min(0.0031308).pow(1 / 2.4) - 0.055)
 
 
 def rgb_to_lab(rgb: Tensor) -> Tensor:
     """sRGB ``[..., 3]`` in 0..1 -> CIELAB ``[..., 3]`` (L in 0..100, a/b about -128..127), as OpenCV."""
     m = torch.tensor(_RGB2XYZ, device=rgb.device, dtype=torch.float32)
-    xyz = _srgb_to_linear(rgb.float()) @ m.T / torch.tensor(_WHITE, device=rgb.device)
+    xyz = srgb_to_linear(rgb.float()) @ m.T / torch.tensor(_WHITE, device=rgb.device)
     f = torch.where(xyz > 0.008856, xyz.clamp_min(1e-12).pow(1 / 3), 7.787 * xyz + 16 / 116)
     lum = torch.where(xyz[..., 1] > 0.008856, 116 * f[..., 1] - 16, 903.3 * xyz[..., 1])
     return torch.stack([lum, 500 * (f[..., 0] - f[..., 1]), 200 * (f[..., 1] - f[..., 2])], dim=-1)
@@ -53,4 +55,4 @@ def lab_to_rgb(lab: Tensor) -> Tensor:
     xyz = torch.where(f > 0.206893, f.pow(3), (f - 16 / 116) / 7.787)
     xyz = xyz * torch.tensor(_WHITE, device=lab.device)
     m_inv = torch.linalg.inv(torch.tensor(_RGB2XYZ, dtype=torch.float64)).to(lab.device, torch.float32)
-    return _linear_to_srgb((xyz @ m_inv.T).clamp(0, 1)).clamp(0, 1)
+    return linear_to_srgb((xyz @ m_inv.T).clamp(0, 1)).clamp(0, 1)

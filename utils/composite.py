@@ -56,7 +56,7 @@ from .checks import (
     check_same_batch,
     fail,
 )
-from .color import _linear_to_srgb, _srgb_to_linear
+from .color import linear_to_srgb, srgb_to_linear
 from .kernels import gaussian_blur, gaussian_half_width
 
 MODES = ("color", "image", "blurred original", "transparent")
@@ -185,13 +185,13 @@ def over(rgb: Tensor, alpha: Tensor, bg_rgb: Tensor, bg_alpha: Tensor, linear_li
     Colours ``[.., 3]`` and alphas ``[.., 1]`` broadcast against each other; all float32 in 0..1.
     """
     if linear_light:
-        rgb, bg_rgb = _srgb_to_linear(rgb), _srgb_to_linear(bg_rgb)
+        rgb, bg_rgb = srgb_to_linear(rgb), srgb_to_linear(bg_rgb)
     weight = bg_alpha * (1 - alpha)  # the background's share of the result's coverage
     a_o = alpha + weight
     # where a_o is 0, both shares are 0: 0 / tiny = 0, the colour of a fully transparent pixel
     c_o = (rgb * alpha).add_(bg_rgb * weight).div_(a_o.clamp_min(_TINY))
     if linear_light:
-        c_o = _linear_to_srgb(c_o.clamp_(0, 1))
+        c_o = linear_to_srgb(c_o.clamp_(0, 1))
     return c_o.clamp_(0, 1), a_o.clamp_(0, 1)
 
 
