@@ -39,7 +39,6 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -57,7 +56,7 @@ from .checks import (
     fail,
 )
 from .color import linear_to_srgb, srgb_to_linear
-from .kernels import gaussian_blur, gaussian_half_width
+from .kernels import cv_gaussian_blur, gaussian_blur
 
 MODES = ("color", "image", "blurred original", "transparent")
 FITS = ("cover", "contain", "stretch")
@@ -170,13 +169,7 @@ def blur_rgb(rgb: Tensor, sigma: float, backend: str) -> Tensor:
 def _blur(rgb: Tensor, sigma: float, backend: str) -> Tensor:
     if backend != "native":
         return gaussian_blur(rgb, sigma)  # [b, H, W, 3], scipy's mode="reflect"
-    k = 2 * gaussian_half_width(sigma) + 1  # scipy's truncation at 4 sigma
-    src = rgb.to("cpu").contiguous().numpy()
-    out = np.empty_like(src)
-    for i in range(src.shape[0]):  # OpenCV filters one image per call
-        # BORDER_REFLECT repeats the edge pixel, as scipy's "reflect" (OpenCV's default would not)
-        cv2.GaussianBlur(src[i], (k, k), sigma, dst=out[i], sigmaY=sigma, borderType=cv2.BORDER_REFLECT)
-    return torch.from_numpy(out).to(rgb.device)
+    return runtime.per_image(lambda im: cv_gaussian_blur(np.ascontiguousarray(im), sigma), rgb)
 
 
 def over(rgb: Tensor, alpha: Tensor, bg_rgb: Tensor, bg_alpha: Tensor, linear_light: bool) -> tuple[Tensor, Tensor]:

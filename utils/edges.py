@@ -93,8 +93,8 @@ def band_weight(side: Tensor, radius: int, backend: str = "auto") -> Tensor:
     clipped, ``s`` the share of the pixel's ``(2 radius + 1)²`` window on the subject's side. 0 outside the
     edge band, 1 from about half the band's width inwards (for a straight edge)."""
     if runtime.pick_backend(side.device, backend) == "native":
-        # one mask at a time (OpenCV takes one), straight from the 0/1 bytes
-        share = torch.stack([torch.from_numpy(cv_box_mean(s, radius)) for s in side.to(torch.uint8).numpy()])
+        # one mask per call (OpenCV takes one), a thread per core, straight from the 0/1 bytes
+        share = runtime.per_image(lambda s: cv_box_mean(s, radius), side.to(torch.uint8))
     else:
         share = box_mean(side.to(torch.float32).unsqueeze(1), radius).squeeze(1)
     return (torch.minimum(share, 1 - share) / RAMP).clamp_(0, 1)

@@ -1,4 +1,5 @@
-"""Small shared kernels: mirrored border indices and scipy's Gaussian, written once for every filter."""
+"""Small shared kernels: mirrored border indices and scipy's Gaussian (torch, and OpenCV per image), written
+once for every filter."""
 
 from __future__ import annotations
 
@@ -36,6 +37,15 @@ def gaussian_taps(sigma: float, half: int) -> np.ndarray:
     x = np.arange(-half, half + 1, dtype=np.float64)
     taps = np.exp(-0.5 / (sigma * sigma) * x * x)
     return taps / taps.sum()
+
+
+def cv_gaussian_blur(image: np.ndarray, sigma: float) -> np.ndarray:
+    """:func:`gaussian_blur` of one float32 ``H x W (x C)`` array with OpenCV: scipy's window (4 sigma) and
+    border (``BORDER_REFLECT`` repeats the edge pixel, as scipy's "reflect"; OpenCV's default would not)."""
+    import cv2
+
+    k = 2 * gaussian_half_width(sigma) + 1
+    return cv2.GaussianBlur(image, (k, k), sigma, sigmaY=sigma, borderType=cv2.BORDER_REFLECT)
 
 
 def correlate1d(padded: Tensor, taps: list[float], dim: int, size: int) -> Tensor:

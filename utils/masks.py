@@ -26,7 +26,7 @@ from torch import Tensor
 from . import morphology as mo
 from . import runtime
 from .checks import check_choice, check_flag, check_mask, check_number, fail
-from .kernels import gaussian_blur, gaussian_half_width
+from .kernels import cv_gaussian_blur, gaussian_blur
 
 FEATHER_MODES = ("both", "inside", "outside")
 MAX_GROW, MAX_FEATHER, MAX_SMOOTH, MAX_ISLAND, MAX_TEMPORAL = 256, 256, 64.0, 1 << 24, 0.95
@@ -101,11 +101,7 @@ def _spatial(part: Tensor, options: MaskOptions, backend: str) -> Tensor:
 def blur(mask: Tensor, sigma: float, backend: str = "auto") -> Tensor:
     """scipy's ``gaussian_filter`` (mode reflect, truncate 4) of every mask ``[b, H, W]``."""
     if runtime.pick_backend(mask.device, backend) == "native":
-        import cv2
-
-        k = 2 * gaussian_half_width(sigma) + 1  # scipy's window; OpenCV's border "reflect" is scipy's
-        return mo.per_mask(lambda m: cv2.GaussianBlur(m, (k, k), sigma, borderType=cv2.BORDER_REFLECT),
-                           mask)
+        return runtime.per_image(lambda m: cv_gaussian_blur(m, sigma), mask)
     return gaussian_blur(mask, sigma)
 
 

@@ -20,8 +20,6 @@ labelling, and only the 1-byte thresholded mask travels.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -40,21 +38,6 @@ def ellipse_half_widths(radius: int) -> list[int]:
     return [round(math.sqrt(radius * radius - dy * dy)) for dy in range(radius + 1)]  # never a .5 tie
 
 
-def per_mask(fn: Callable[[np.ndarray], np.ndarray], masks: Tensor, dtype=np.float32) -> Tensor:
-    """``fn`` on each ``H x W`` array of ``masks`` (on the CPU), in a thread per core (OpenCV and NumPy release
-    the GIL), each result written into one NumPy array of ``dtype``; returned on ``masks``' device. The
-    tensor is made here, on the calling thread (ComfyUI's inference mode is per thread)."""
-    arrays = masks.cpu().numpy()
-    out = np.empty(arrays.shape, dtype)  # NumPy's allocation: fewer first-touch page faults than torch's
-
-    def one(i: int) -> None:
-        out[i] = fn(arrays[i])
-
-    with ThreadPoolExecutor(max_workers=max(1, min(len(arrays), runtime.cpu_count()))) as pool:
-        list(pool.map(one, range(len(arrays))))
-    return torch.from_numpy(out).to(masks.device)
-
-
 def is_binary(mask: Tensor) -> bool:
     return bool(((mask == 0) | (mask == 1)).all())
 
@@ -70,13 +53,13 @@ def grow(mask: Tensor, radius: int, backend: str = "auto") -> Tensor:
     native = runtime.pick_backend(mask.device, backend) == "native"
     if is_binary(mask):
         if native:
-            return per_mask(lambda m: _grow_binary_np(m, radius), mask.to(torch.uint8))
+            return runtime.per_image(lambda m: _grow_binary_np(m, radius), mask.to(torch.uint8))
         return _grow_binary(mask > LEVEL, radius).to(mask.dtype)
     if native and radius < CV2_GREY_BELOW:  # OpenCV's grey dilation is the reference itself, per mask
         import cv2
 
         element = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1,) * 2)
-        return per_mask(lambda m: cv2.dilate(m, element), mask.float())
+        return runtime.per_image(lambda m: cv2.dilate(m, element), mask.float())
     return _grow_grey(mask, radius)
 
 
@@ -175,7 +158,7 @@ def fill_and_clean(mask: Tensor, fill_holes: bool, min_size: int) -> Tensor:
     def one(m: np.ndarray) -> np.ndarray:  # +1 fill, -1 drop, 0 keep
         return _changes(m if m.dtype == np.uint8 else (m > LEVEL).view(np.uint8), fill_holes, min_size)
 
-    change = per_mask(one, src, np.int8)
+    change = runtime.per_image(one, src, np.int8)
     out = runtime.empty(mask.shape, mask)
     return torch.add(mask, change, out=out).clamp_(0, 1)  # the mask is in 0..1: +1 gives 1, -1 gives 0
 
@@ -217,7 +200,7 @@ def edge_distance(on: Tensor, cap: int, backend: str = "auto") -> Tensor:
             outside = cv2.distanceTransform(1 - m, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
             return np.minimum(np.where(m > 0, inside, outside), np.float32(cap))
 
-        return per_mask(one, on.to(torch.uint8))
+        return runtime.per_image(one, on.to(torch.uint8))
     return torch.where(on, _distance_to(~on, cap), _distance_to(on, cap))
 
 

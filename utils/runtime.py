@@ -114,6 +114,24 @@ def cpu_count() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def per_image(fn: Callable[[np.ndarray], np.ndarray], batch: Tensor, dtype=np.float32) -> Tensor:
+    """``fn`` on each item of ``batch`` (``[B, H, W(, C)]``, as NumPy arrays on the CPU) for the libraries that
+    take one image per call (OpenCV), a thread per core (they release the GIL). Results of ``batch``'s item
+    shape go into one NumPy array of ``dtype`` (fewer first-touch page faults than torch's allocator); the
+    tensor is made on the calling thread (ComfyUI's inference mode is per thread), on ``batch``'s device."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    arrays = batch.cpu().numpy()
+    out = np.empty(arrays.shape, dtype)
+
+    def one(i: int) -> None:
+        out[i] = fn(arrays[i])
+
+    with ThreadPoolExecutor(max_workers=max(1, min(len(arrays), cpu_count()))) as pool:
+        list(pool.map(one, range(len(arrays))))
+    return torch.from_numpy(out).to(batch.device)
+
+
 def chunk_size(image: Tensor, pixels: int | None = None) -> int:
     """Images per chunk so that one chunk holds about ``pixels`` (default ``PIXELS_PER_CHUNK``), at least one."""
     return max(1, (pixels or PIXELS_PER_CHUNK) // max(1, image.shape[1] * image.shape[2]))
