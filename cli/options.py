@@ -251,18 +251,22 @@ def build_options(args: argparse.Namespace) -> list[tuple[str, object]]:
     return checks
 
 
+def as_flags(values: dict) -> list[str]:
+    """``{dest: value}`` as command-line flags: ``True`` a bare flag, ``False`` / ``None`` none, else flag and value."""
+    out: list[str] = []
+    for dest, value in values.items():
+        if value is not None and value is not False:
+            out += [flag(dest)] if value is True else [flag(dest), str(value)]
+    return out
+
+
 def canonical_flags(args: argparse.Namespace) -> list[str]:
     """The flags that reproduce ``args``' resolved cut-out settings (each that differs from its default), so a
     worker in another process rebuilds the same options with :func:`resolve` (and the same checks)."""
     defaults = option_defaults("cutout")
-    out: list[str] = []
-    for dest in (*REMBG_FLAGS, *THRESHOLD_FLAGS, *PREPROCESS, "method", "save", "format", "batch_size", "max_pixels",
-                 "band_width", "refine", "overwrite"):
-        value = getattr(args, dest, None)
-        if value is None or value == defaults.get(dest):
-            continue
-        out += [flag(dest)] if value is True else [] if value is False else [flag(dest), str(value)]
-    return out
+    dests = (*REMBG_FLAGS, *THRESHOLD_FLAGS, *PREPROCESS, "method", "save", "format", "batch_size", "max_pixels",
+             "band_width", "refine", "overwrite")
+    return as_flags({d: getattr(args, d, None) for d in dests if getattr(args, d, None) != defaults.get(d)})
 
 
 def not_applicable(args: argparse.Namespace, given: set[str]) -> str | None:

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from ..utils import imageio, runtime
-from .options import UsageError, build_parser, canonical_flags, resolve
+from .options import UsageError, as_flags, build_parser, canonical_flags, resolve
 
 PACKAGE = "cleancut"  # the name workers import the pack by
 MAX_RETRIES = 3  # a batch whose worker died is run again this many times
@@ -203,12 +203,7 @@ class CutoutImages:
     """
 
     def __init__(self, **flags):
-        argv: list[str] = []
-        for name, value in flags.items():
-            if value is False or value is None:
-                continue
-            argv += [f"--{name.replace('_', '-')}"] + ([] if value is True else [str(value)])
-        self.args = _worker_args(argv, 0)
+        self.args = _worker_args(as_flags(flags), 0)
         if self.args.method == "rembg":
             from . import check_model
 
