@@ -28,7 +28,7 @@ REMBG_FLAGS = {"model": "model", "alpha_matting": "alpha_matting",
                "background_threshold": "alpha_matting_background_threshold",
                "erode_size": "alpha_matting_erode_size", "only_mask": "only_mask",
                "post_process_mask": "post_process_mask", "background": "background", "edges": "edges",
-               "decontaminate": "decontaminate"}
+               "decontaminate": "decontaminate", "runtime": "runtime"}
 
 
 REFINE_NODE = "CleanCutRefineEdges"  # --refine runs it after the cut; --band-width is its input of that name

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import PACK
-from rembg_cases import DEFAULTS, rb, run, sessions
+from rembg_cases import DEFAULTS, models, rb, run, sessions
 
 WHITE, BLACK = (255, 255, 255, 255), (0, 0, 0, 255)
 
@@ -284,7 +284,8 @@ def test_sessions_are_created_once_per_model_and_providers(u2netp, photos, monke
     run(photos[:1])  # another batch size used to plan another thread count, hence a second session
     run(photos[:4])
     assert len(made) == 1
-    first = sessions.get_session("u2netp", ("CPUExecutionProvider",), 1)
-    assert sessions.get_session("u2netp", ("CPUExecutionProvider",), 1) is first
+    model = models.resolve("u2netp")
+    first = sessions.get_session(model, ("CPUExecutionProvider",), 1)
+    assert sessions.get_session(model, ("CPUExecutionProvider",), 1) is first
     sessions.get_session.cache_clear()  # frees them
-    assert sessions.get_session("u2netp", ("CPUExecutionProvider",), 1) is not first
+    assert sessions.get_session(model, ("CPUExecutionProvider",), 1) is not first

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -58,7 +59,7 @@ def test_corrupt_model_through_the_node(tmp_path, monkeypatch):
         run(torch.rand(1, 16, 16, 3))
 
 
-def test_missing_onnxruntime_is_a_clear_runtime_error(monkeypatch):
+def test_missing_onnxruntime_is_a_clear_runtime_error(u2netp, monkeypatch):
     real = sessions.importlib.import_module
 
     def no_ort(name, *a):
@@ -66,8 +67,9 @@ def test_missing_onnxruntime_is_a_clear_runtime_error(monkeypatch):
             raise ImportError("No module named 'onnxruntime'")
         return real(name, *a)
     monkeypatch.setattr(sessions.importlib, "import_module", no_ort)
+    sessions.get_session.cache_clear()
     with pytest.raises(RuntimeError, match="onnxruntime is not installed.*onnxruntime-gpu.*onnxruntime"):
-        run(torch.rand(1, 8, 8, 3))
+        run(torch.rand(1, 8, 8, 3), runtime="onnxruntime")
 
 
 class _FakeOrt:
@@ -103,14 +105,15 @@ def test_plan_runs_small_models_in_parallel_on_the_cpu(monkeypatch):
     monkeypatch.setattr(sessions, "default_providers", lambda: ("CPUExecutionProvider",))
     monkeypatch.setattr(sessions.runtime, "cpu_count", lambda: 8)
     monkeypatch.setattr(sessions, "session_threads", lambda model, providers: None)  # no session yet
-    assert sessions.plan("u2netp", 16) == (("CPUExecutionProvider",), 4, 2)
-    assert sessions.plan("u2netp", 1) == (("CPUExecutionProvider",), 1, 0)  # one image: every core on it
-    assert sessions.plan("birefnet-general", 16) == (("CPUExecutionProvider",), 1, 0)
+    small, big = (models.Model(models.MODELS[n], Path(n)) for n in ("u2netp", "birefnet-general"))
+    assert sessions.plan(small, 16) == (("CPUExecutionProvider",), 4, 2)
+    assert sessions.plan(small, 1) == (("CPUExecutionProvider",), 1, 0)  # one image: every core on it
+    assert sessions.plan(big, 16) == (("CPUExecutionProvider",), 1, 0)
     monkeypatch.setattr(sessions, "session_threads", lambda model, providers: 2)  # a session with 2 threads
-    assert sessions.plan("u2netp", 1) == (("CPUExecutionProvider",), 1, 2)  # ...is kept to, never a second
-    assert sessions.plan("u2netp", 16) == (("CPUExecutionProvider",), 4, 2)
+    assert sessions.plan(small, 1) == (("CPUExecutionProvider",), 1, 2)  # ...is kept to, never a second
+    assert sessions.plan(small, 16) == (("CPUExecutionProvider",), 4, 2)
     monkeypatch.setattr(sessions, "default_providers", lambda: ("CUDAExecutionProvider", "CPUExecutionProvider"))
-    assert sessions.plan("u2netp", 16)[1:] == (1, 0)
+    assert sessions.plan(small, 16)[1:] == (1, 0)
 
 
 def test_importing_the_pack_imports_neither_rembg_nor_onnxruntime():

@@ -200,6 +200,32 @@ def map_batches(image: Tensor, fn: Callable[..., Tensor | tuple[Tensor, ...]], *
     return results[0] if single else results
 
 
+class ManagedModule:
+    """A torch model on the compute device, under ComfyUI's model management when it is loaded.
+
+    Inside ComfyUI the module is wrapped in a ModelPatcher (``CoreModelPatcher`` where the server has it, as
+    core's ``comfy/bg_removal_model.py``) with ComfyUI's offload device, and :meth:`ready` hands it to
+    ``load_models_gpu`` before each run: ComfyUI then loads it, frees memory for it, or offloads it later when
+    another model needs the room. Outside ComfyUI the module is moved to ``device`` once and stays there.
+    """
+
+    def __init__(self, module: torch.nn.Module, device: torch.device):
+        self.module, self.device = module, torch.device(device)
+        mm, mp = comfy("comfy.model_management"), comfy("comfy.model_patcher")
+        self.patcher = None
+        if mm is not None and mp is not None:
+            patcher = getattr(mp, "CoreModelPatcher", None) or mp.ModelPatcher
+            self.patcher = patcher(module, load_device=self.device, offload_device=mm.text_encoder_offload_device())
+        else:
+            module.to(self.device)
+
+    def ready(self, memory_required: int = 0) -> None:
+        """Before a run: under ComfyUI, load the weights onto the device and free ``memory_required`` bytes of
+        room for the activations (other models are offloaded as ComfyUI sees fit)."""
+        if self.patcher is not None:
+            comfy("comfy.model_management").load_models_gpu([self.patcher], memory_required=memory_required)
+
+
 def model_dirs(kind: str) -> list[str]:
     """Folders ComfyUI registers for ``kind`` (e.g. ``"rembg"``: ``models/rembg``), or ``[]`` outside ComfyUI.
 

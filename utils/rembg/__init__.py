@@ -1,9 +1,11 @@
 """Background removal with rembg's models, batched: the model table and files, sessions, Pillow's resize,
-the model step, the cut-out steps and alpha matting. Nothing here imports rembg or onnxruntime at load."""
+the model step and where it runs (onnxruntime or torch), the cut-out steps and alpha matting. Nothing here
+imports rembg, onnxruntime or onnx at load."""
 
-from . import cutout, inference, matting, models, resample, sessions
+from . import backends, cutout, inference, matting, models, resample, sessions
+from .backends import RUNTIMES
 from .cutout import BACKGROUNDS, EDGES, RembgOptions, remove_background
 from .models import MODEL_NAMES
 
-__all__ = ["BACKGROUNDS", "EDGES", "MODEL_NAMES", "RembgOptions", "cutout", "inference", "matting", "models",
-           "remove_background", "resample", "sessions"]
+__all__ = ["BACKGROUNDS", "EDGES", "MODEL_NAMES", "RUNTIMES", "RembgOptions", "backends", "cutout", "inference",
+           "matting", "models", "remove_background", "resample", "sessions"]

@@ -23,7 +23,7 @@ from .. import runtime
 from ..checks import InputError, check_choice, check_flag, check_image, fail
 from ..foreground import estimate_foreground
 from ..kernels import gaussian_blur
-from . import models
+from . import backends, models
 from .inference import Predictor, uint8_values
 from .matting import Matter, Trimap
 
@@ -50,6 +50,8 @@ class RembgOptions:
             straight alpha, blended once onto a colour.
         decontaminate: without matting, the edge colours estimated for the mask (rembg's
             ``decontaminate=True``: pymatting's ``estimate_foreground_ml``): no old background in soft pixels.
+        runtime: where the model runs (:data:`backends.RUNTIMES`): "auto" (torch on a GPU, onnxruntime on the
+            CPU), "torch" or "onnxruntime".
     """
 
     model: str = "u2netp"
@@ -62,6 +64,7 @@ class RembgOptions:
     background: str = "transparent"
     edges: str = "rembg"
     decontaminate: bool = False
+    runtime: str = "auto"
 
     @property
     def trimap(self) -> Trimap:
@@ -86,6 +89,7 @@ class RembgOptions:
         self.trimap.check()
         check_choice(self.background, "background", BACKGROUNDS)
         check_choice(self.edges, "edges", EDGES)
+        check_choice(self.runtime, "runtime", backends.RUNTIMES)
 
 
 def check_original(original: Tensor | None, images: Tensor) -> None:
@@ -222,7 +226,7 @@ def remove_background(images: Tensor, options: RembgOptions = RembgOptions(),
     progress = runtime.Progress(n * (2 if options.refine else 1))
     channels = 3 if options.only_mask or BACKGROUNDS[options.background] is not None else 4
     shapes = [(h, w, channels), (h, w), (h, w, 4)]
-    with Predictor(options.model, n) as predictor:
+    with Predictor(options.model, n, options.runtime) as predictor:
         if not options.refine:
             def cut(part: Tensor, start: int, out=None) -> tuple[Tensor, Tensor, Tensor]:
                 _, alpha, keep = _masks(part, predictor, options, progress)

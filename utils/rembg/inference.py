@@ -8,22 +8,20 @@ Per image, ``rembg.remove(img, session=new_session(model), ...)`` does:
    truncated to uint8, resized back to the photo's size with LANCZOS on 8 bits -> the mask.
 
 Both are tensor ops over the batch on the compute device (``resample`` reproduces Pillow's 8-bit resize
-exactly). The model runs per image where its input has a fixed batch of 1 (u2netp), several images
-at once where it takes a batch; on the CPU small models run several images side by side
-(``sessions.plan``).
+exactly). The model runs in the backend :mod:`.backends` gives (onnxruntime or torch), a run of images
+at a time; the masks stay on the compute device from the photo to the mask.
 """
 
 from __future__ import annotations
 
+import functools
 from concurrent.futures import ThreadPoolExecutor
 
 import torch
 from torch import Tensor
 
 from .. import runtime
-from . import models, resample, sessions
-
-RUN_IMAGES = {320: 16, 1024: 2}  # images per run for models whose input takes a batch (not u2netp)
+from . import backends, models, resample
 
 
 def uint8_values(image: Tensor) -> Tensor:
@@ -58,22 +56,19 @@ def mask_from_output(pred: Tensor, spec: models.ModelSpec, height: int, width: i
 
 
 class Predictor:
-    """One model's session and run plan for a batch; ``masks(chunk)`` gives rembg's masks of a chunk.
+    """A model resolved once, its backend, and rembg's masks of chunks: ``masks(chunk)``.
 
-    Use as a context manager: it owns the threads that run several single-image runs side by side.
-    Torch ops never overlap the runs: its OpenMP threads spin after each op and would take the cores
-    from onnxruntime (measured 20 % slower).
+    Use as a context manager: it owns the threads that run several single-image onnxruntime runs side by
+    side on the CPU. Torch ops never overlap those runs: its OpenMP threads spin after each op and would
+    take the cores from onnxruntime (measured 20 % slower).
     """
 
-    def __init__(self, model: str, batch: int):
-        sessions.onnxruntime()  # a clear RuntimeError before any work when onnxruntime is missing
-        self.spec = models.spec(model)
-        providers, self.parallel, threads = sessions.plan(model, batch)
-        self.session = sessions.get_session(model, providers, threads)
-        self._input = self.session.get_inputs()[0].name
-        fixed = sessions.fixed_batch(self.session) or self.parallel > 1
-        self.per_run = 1 if fixed else RUN_IMAGES.get(self.spec.size, 1)
-        self._pool = ThreadPoolExecutor(max_workers=self.parallel)
+    def __init__(self, model: str, batch: int, runtime_choice: str = "auto"):
+        self.model = models.resolve(model)
+        self.spec = self.model.spec
+        self.backend = backends.get(self.model, runtime_choice, batch)
+        self.parallel, self.per_run = self.backend.parallel, self.backend.per_run
+        self._pool = ThreadPoolExecutor(max_workers=self.parallel) if self.parallel > 1 else None
 
     @property
     def chunk(self) -> int:
@@ -84,27 +79,33 @@ class Predictor:
         return self
 
     def __exit__(self, *exc) -> None:
-        self._pool.shutdown(wait=True)
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
 
-    def _run(self, x: Tensor) -> Tensor:
-        return torch.from_numpy(self.session.run(None, {self._input: x.numpy()})[0][:, 0])  # [b, S, S]
+    def _runs(self, x: Tensor):
+        """Each run's output ``[b, S, S]``, in order: futures of the thread pool, or runs made when asked for."""
+        parts = [x[i:i + self.per_run] for i in range(0, x.shape[0], self.per_run)]
+        if self._pool is None:
+            return [functools.partial(self.backend, part) for part in parts], None
+        futures = [self._pool.submit(self.backend, part) for part in parts]
+        return [future.result for future in futures], futures
 
     def masks(self, images: Tensor, progress: runtime.Progress | None = None) -> Tensor:
         """rembg's masks of ``images`` ``[b, H, W, C]``: ``[b, H, W]`` float32 of 8-bit values, on ``images.device``.
 
         Cancel is honoured before each run's result, and ``progress`` advances per run.
         """
-        x = model_input(images, self.spec).cpu()
-        runs = [self._pool.submit(self._run, x[i:i + self.per_run]) for i in range(0, x.shape[0], self.per_run)]
+        x = model_input(images, self.spec)
+        runs, futures = self._runs(x)
         preds = []
         try:
-            for i, run in enumerate(runs):
+            for i, result in enumerate(runs):
                 runtime.raise_if_cancelled()
-                preds.append(run.result())
+                preds.append(result())
                 if progress is not None:
                     progress.update(min(self.per_run, x.shape[0] - i * self.per_run))
         except BaseException:
-            for run in runs:
-                run.cancel()  # queued runs are dropped; the pool waits for the running ones
+            for future in futures or ():
+                future.cancel()  # queued runs are dropped; the pool waits for the running ones
             raise
         return mask_from_output(torch.cat(preds).to(images.device), self.spec, *images.shape[1:3])

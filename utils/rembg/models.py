@@ -219,6 +219,28 @@ def model_path(name: str) -> Path:
     return path
 
 
+@dataclass(frozen=True)
+class Model:
+    """A model ready to load: its table entry and its verified file. Made once, by :func:`resolve`."""
+
+    spec: ModelSpec
+    path: Path
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+
+def resolve(name: str) -> Model:
+    """The one lookup of a model name: its :class:`ModelSpec` and its md5-verified file.
+
+    Raises:
+        SettingError: ``name`` is not in the table. RuntimeError: the file is missing or corrupt
+            (see :func:`model_path`).
+    """
+    return Model(spec(name), model_path(name))
+
+
 def status_rows() -> list[str]:
     """One line per model for ``cleancut models list``: name, state, path, size, use."""
     rows = []

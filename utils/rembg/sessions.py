@@ -61,34 +61,34 @@ def default_providers() -> tuple[str, ...]:
     return (CPU,)
 
 
-_SESSIONS: dict[tuple[str, tuple[str, ...]], tuple[int, object]] = {}  # (model, providers) -> (threads, session)
+_SESSIONS: dict[tuple[str, tuple[str, ...]], tuple[int, object]] = {}  # (file, providers) -> (threads, session)
 _LOCK = threading.Lock()
 
 
-def get_session(model: str, providers: tuple[str, ...], threads: int = 0):
+def get_session(model: models.Model, providers: tuple[str, ...], threads: int = 0):
     """The ``onnxruntime.InferenceSession`` for ``(model, providers)``, created once and reused.
 
-    One session per model and providers, whatever the batch: ``threads`` only applies when the session is
+    One session per model file and providers, whatever the batch: ``threads`` only applies when the session is
     first made, and :func:`plan` then keeps to it (a second session per thread count doubled the memory of
     big models). ``get_session.cache_clear()`` frees them all.
 
     Args:
-        model: a name from :data:`models.MODELS`; its file is located and md5-verified first.
+        model: a resolved model (:func:`models.resolve`: its file is already found and verified).
         providers: execution providers, normally :func:`default_providers`.
         threads: intra-op threads on the CPU for a new session (0 = onnxruntime's default, one per core).
     Raises:
-        RuntimeError: onnxruntime missing, or the model file missing / corrupt (path, md5, folder).
+        RuntimeError: onnxruntime is missing.
     """
-    key = (model, tuple(providers))
+    key = (str(model.path), tuple(providers))
     with _LOCK:
         if key not in _SESSIONS:
             _SESSIONS[key] = (threads, _create(model, key[1], threads))
         return _SESSIONS[key][1]
 
 
-def session_threads(model: str, providers: tuple[str, ...]) -> int | None:
+def session_threads(model: models.Model, providers: tuple[str, ...]) -> int | None:
     """The thread count of the cached session for ``(model, providers)``, or ``None`` when there is none."""
-    entry = _SESSIONS.get((model, tuple(providers)))
+    entry = _SESSIONS.get((str(model.path), tuple(providers)))
     return None if entry is None else entry[0]
 
 
@@ -100,10 +100,9 @@ def _clear() -> None:
 get_session.cache_clear = _clear  # the functools spelling callers know
 
 
-def _create(model: str, providers: tuple[str, ...], threads: int):
-    """A new session: the model file located and verified, CPU threads pinned when ``threads`` is set."""
+def _create(model: models.Model, providers: tuple[str, ...], threads: int):
+    """A new session for the verified file, CPU threads pinned when ``threads`` is set."""
     ort = onnxruntime()
-    path = models.model_path(model)
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
@@ -114,11 +113,13 @@ def _create(model: str, providers: tuple[str, ...], threads: int):
     opts.add_session_config_entry("session.set_denormal_as_zero", "1")
     provider_list = [(p, {"device_id": runtime.compute_device().index or 0}) if p == CUDA else p
                      for p in providers]
-    session = ort.InferenceSession(str(path), sess_options=opts, providers=provider_list)
+    session = ort.InferenceSession(str(model.path), sess_options=opts, providers=provider_list)
     if CUDA in providers and CUDA not in session.get_providers():
         log.warning("CleanCut: onnxruntime could not start CUDA for '%s' (usually missing or mismatched CUDA / "
-                    "cuDNN libraries for this onnxruntime-gpu build; see its log above); running on the CPU.", model)
-    log.info("CleanCut: loaded rembg model %s from %s on %s", model, path, ", ".join(session.get_providers()))
+                    "cuDNN libraries for this onnxruntime-gpu build; see its log above); running on the CPU.",
+                    model.name)
+    log.info("CleanCut: loaded rembg model %s from %s on %s", model.name, model.path,
+             ", ".join(session.get_providers()))
     return session
 
 
@@ -128,7 +129,7 @@ def fixed_batch(session) -> bool:
     return isinstance(dim, int) and dim == 1
 
 
-def plan(model: str, batch: int) -> tuple[tuple[str, ...], int, int]:
+def plan(model: models.Model, batch: int) -> tuple[tuple[str, ...], int, int]:
     """How to run ``batch`` images of ``model``: ``(providers, parallel runs, threads per run)``.
 
     On the CPU, small models (320 px) run several images at once, one single-threaded run per core:
@@ -138,7 +139,7 @@ def plan(model: str, batch: int) -> tuple[tuple[str, ...], int, int]:
     session per model): a single image after a batch then runs on one core's share.
     """
     providers = default_providers()
-    if CUDA in providers or models.spec(model).size > 320:
+    if CUDA in providers or model.spec.size > 320:
         return providers, 1, 0
     cores = runtime.cpu_count()
     threads = session_threads(model, providers)
