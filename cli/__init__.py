@@ -130,12 +130,12 @@ class StopAfterBatch:
 
 
 def check_model(options) -> None:
-    """The verified model file, before anything is read: the default one is fetched if missing; for any other the
-    RuntimeError of ``models.model_path`` says where to put it."""
-    if options.model == rb.RembgOptions().model:
-        models.ensure(options.model)  # a fresh machine has no model yet: fetch it, md5-verified
+    """The verified model file, before anything is read: the default one is fetched if missing; for any other (a
+    ``*_custom`` model's ``model_file`` included) the RuntimeError of ``models.resolve`` says where to put it."""
+    if options.model == rb.RembgOptions().model and not options.model_file:
+        models.ensure(options.model)  # a fresh machine has no model yet: fetch it, checksum-verified
     else:
-        models.model_path(options.model)
+        models.resolve(options.model, options.model_file)
 
 
 def target(out: Path, stem: str, role: str, fmt: str) -> Path:

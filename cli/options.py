@@ -28,7 +28,7 @@ REMBG_FLAGS = {"model": "model", "alpha_matting": "alpha_matting",
                "background_threshold": "alpha_matting_background_threshold",
                "erode_size": "alpha_matting_erode_size", "only_mask": "only_mask",
                "post_process_mask": "post_process_mask", "background": "background", "edges": "edges",
-               "decontaminate": "decontaminate", "runtime": "runtime"}
+               "decontaminate": "decontaminate", "runtime": "runtime", "model_file": "model_file"}
 
 
 REFINE_NODE = "CleanCutRefineEdges"  # --refine runs it after the cut; --band-width is its input of that name
@@ -98,6 +98,9 @@ def add_node_option(group, dest: str, node_id: str, name: str, default) -> None:
         group.add_argument(flag(dest), dest=dest, type=int if kind == "INT" else float,
                            metavar="N" if kind == "INT" else "X",
                            help=f"{tip} (range {opts['min']}..{opts['max']}, default {default})")
+    elif kind == "STRING":
+        group.add_argument(flag(dest), dest=dest, metavar=dest.upper(),
+                           help=f"{tip} (default {default!r})")
     else:
         group.add_argument(flag(dest), dest=dest, action="store_true", default=None,
                            help=f"{tip} (default {'on' if default else 'off'})")

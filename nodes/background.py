@@ -92,8 +92,10 @@ class CleanCutRembg(Node):
                           "transparent)." + w.IMAGE_CLAMP_NOTE),
         "model": (list(rb.MODEL_NAMES), {"default": rb.MODEL_NAMES[0], "tooltip": (
             "rembg model. u2netp: small (5 MB), fast; u2net / silueta: general; u2net_human_seg: people; "
-            "isnet-*: 1024 px, finer detail; birefnet-*: best quality, slow on CPU. The file is looked up "
-            "in ComfyUI/models/rembg, then ~/.u2net (see the README).")}),
+            "isnet-*: 1024 px, finer detail; birefnet-*: best quality, slow on CPU; birefnet-general-fp16: "
+            "birefnet-general's file in float16 on a GPU; bria-rmbg: " + rb.models.MODELS["bria-rmbg"].use +
+            "; u2net_custom / dis_custom / ben_custom: your own ONNX file, named in model_file. The file is "
+            "looked up in ComfyUI/models/rembg, then ~/.u2net (see the README).")}),
         "alpha_matting": ("BOOLEAN", {"default": False, "tooltip": (
             "Refine the edge with closed-form matting (hair, fur, soft edges). Slower: seconds per image.")}),
         **trimap_widgets("alpha_matting_", "Matting"),
@@ -124,18 +126,23 @@ class CleanCutRembg(Node):
             "offloaded by ComfyUI like its own models), onnxruntime on the CPU (faster there). torch: always "
             "torch (needs the onnx package). onnxruntime: always onnxruntime (a GPU only with onnxruntime-gpu "
             "on NVIDIA). Masks agree within 0.5/255 on average.")}),
+        "model_file": ("STRING", {"default": "", "tooltip": (
+            "Only for the *_custom models (u2net_custom, dis_custom, ben_custom): the file name of your own "
+            "ONNX model in ComfyUI/models/rembg (or ~/.u2net); files outside the model folders are refused. "
+            "Input size and normalisation come from the chosen name (u2net_custom: 320 px, ImageNet; "
+            "dis_custom / ben_custom: 1024 px, mean 0.5, std 1). Leave empty for every other model.")}),
     }
 
     def run(self, images, model, alpha_matting, alpha_matting_foreground_threshold,
             alpha_matting_background_threshold, alpha_matting_erode_size, only_mask, post_process_mask,
-            background, original=None, edges="rembg", decontaminate=False, runtime="auto"):
+            background, original=None, edges="rembg", decontaminate=False, runtime="auto", model_file=""):
         options = rb.RembgOptions(
             model=model, alpha_matting=alpha_matting,
             alpha_matting_foreground_threshold=alpha_matting_foreground_threshold,
             alpha_matting_background_threshold=alpha_matting_background_threshold,
             alpha_matting_erode_size=alpha_matting_erode_size, only_mask=only_mask,
             post_process_mask=post_process_mask, background=background, edges=edges, decontaminate=decontaminate,
-            runtime=runtime)
+            runtime=runtime, model_file=model_file)
         self.check_widgets(vars(options))  # the node's ranges; remove_background checks the images, once
         return rb.remove_background(images, options, original)
 

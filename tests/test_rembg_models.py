@@ -1,4 +1,4 @@
-"""utils.models: the table against rembg's source, the search order, md5 checks and errors, the fetch routes."""
+"""utils.models: the table against rembg's source, the search order, checksums and errors, the fetch routes."""
 
 from __future__ import annotations
 
@@ -41,10 +41,23 @@ def _rembg_source(name: str) -> tuple[str, str]:
 @pytest.mark.parametrize("name", models.MODEL_NAMES)
 def test_table_matches_rembg_source(name):
     pytest.importorskip("rembg")
+    from rembg.sessions import sessions
+
     spec = models.MODELS[name]
     download, predict = _rembg_source(name)
-    assert f'"md5:{spec.md5}"' in download
-    assert f'"{spec.url}"' in download
+    if spec.custom:  # the caller's file, checked to lie in the model folders: no URL, no checksum
+        assert "validate_model_path" in download and "pooch" not in download
+        assert (spec.url, spec.checksum, spec.source, spec.half) == ("", "", "", False)
+    elif spec.source:  # converted from the source's verified file, whose predict it inherits
+        assert issubclass(sessions[name], sessions[spec.source]) and spec.half
+        assert f"{sessions[spec.source].__name__}.download_models" in download
+        assert "convert_float_to_float16" in download and "keep_io_types=True" in download
+        assert (spec.url, spec.checksum, spec.custom) == ("", "", False)
+    else:
+        assert spec.algorithm in ("md5", "sha256") and len(spec.digest) == {"md5": 32, "sha256": 64}[spec.algorithm]
+        assert f'"{spec.checksum}"' in download
+        assert f'"{spec.url}"' in download
+        assert not (spec.source or spec.half or spec.custom)
     found = re.search(r"normalize\(\s*img,\s*(\([^)]*\)),\s*(\([^)]*\)),\s*\((\d+),\s*(\d+)\)", predict)
     assert found, f"{name}: rembg's predict no longer calls normalize(img, mean, std, size)"
     mean, std, w, h = ast.literal_eval(found.group(1)), ast.literal_eval(found.group(2)), *map(int, found.groups()[2:])
@@ -119,8 +132,8 @@ def test_md5_is_cached_per_path_size_and_mtime(tmp_path):
     f = tmp_path / "m.onnx"
     f.write_bytes(b"one")
     first = models.md5_of(f)
-    hits = models._md5_cached.cache_info().hits
-    assert models.md5_of(f) == first and models._md5_cached.cache_info().hits == hits + 1
+    hits = models._digest_cached.cache_info().hits
+    assert models.md5_of(f) == first and models._digest_cached.cache_info().hits == hits + 1
     f.write_bytes(b"other bytes")  # new size and mtime: read again
     assert models.md5_of(f) == hashlib.md5(b"other bytes").hexdigest()
 
@@ -153,7 +166,7 @@ def test_an_unreadable_model_file_names_path_md5_and_fix(homes, monkeypatch):
     def denied(*args):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(models, "_md5_cached", denied)  # root reads anything: simulate a chmod 000 file
+    monkeypatch.setattr(models, "_digest_cached", denied)  # root reads anything: simulate a chmod 000 file
     with pytest.raises(RuntimeError, match=f"{homes / 'u2netp.onnx'} cannot be read.*Permission denied.*"
                                            f"{U2NETP_MD5}.*cleancut models fetch u2netp"):
         models.model_path("u2netp")
@@ -172,7 +185,7 @@ PAYLOAD = b"pretend this is u2netp"
 @pytest.fixture
 def fake_u2netp(monkeypatch):
     """u2netp's table entry with the md5 of PAYLOAD, so routes can be exercised offline."""
-    spec = replace(models.MODELS["u2netp"], md5=hashlib.md5(PAYLOAD).hexdigest(), megabytes=1)
+    spec = replace(models.MODELS["u2netp"], checksum="md5:" + hashlib.md5(PAYLOAD).hexdigest(), megabytes=1)
     monkeypatch.setitem(models.MODELS, "u2netp", spec)
     return spec
 

@@ -75,14 +75,14 @@ def test_workflow_runs(path, classes, tmp_path, monkeypatch, request):
 
 @pytest.mark.model
 def test_a_workflow_saved_before_an_optional_widget_was_added_still_runs(u2netp, classes, tmp_path, monkeypatch):
-    """tests/data holds example 02 as saved before the rembg node had ``decontaminate`` and ``runtime``: two
-    widget values fewer. The front end keeps the new widgets' defaults; so does the converter, and the results
-    are those of the current example."""
+    """tests/data holds example 02 as saved before the rembg node had ``decontaminate``, ``runtime`` and
+    ``model_file``: three widget values fewer. The front end keeps the new widgets' defaults; so does the
+    converter, and the results are those of the current example."""
     monkeypatch.setenv("CLEANCUT_OUTPUT_DIR", str(tmp_path))
     old = json.loads((ROOT / "tests" / "data" / "saved_before_decontaminate.json").read_text())
     new = json.loads((ROOT / "example_workflows" / "02_preprocess_rembg_matting_save.json").read_text())
     rembg = next(n for n in old["nodes"] if n["type"] == "CleanCutRembg")
-    assert len(rembg["widgets_values"]) == len(widget_names(classes["CleanCutRembg"])) - 2
+    assert len(rembg["widgets_values"]) == len(widget_names(classes["CleanCutRembg"])) - 3
     got = [run_prompt(ui_to_api(w, classes), classes).outputs["3"] for w in (old, new)]
     assert all(torch.equal(a, b) for a, b in zip(*got, strict=True))
 

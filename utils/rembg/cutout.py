@@ -52,6 +52,8 @@ class RembgOptions:
             ``decontaminate=True``: pymatting's ``estimate_foreground_ml``): no old background in soft pixels.
         runtime: where the model runs (:data:`backends.RUNTIMES`): "auto" (torch on a GPU, onnxruntime on the
             CPU), "torch" or "onnxruntime".
+        model_file: the ``*_custom`` models' own ONNX file: a file name in the model folders
+            (:func:`models.custom_path`); "" for every other model.
     """
 
     model: str = "u2netp"
@@ -65,6 +67,7 @@ class RembgOptions:
     edges: str = "rembg"
     decontaminate: bool = False
     runtime: str = "auto"
+    model_file: str = ""
 
     @property
     def trimap(self) -> Trimap:
@@ -84,6 +87,7 @@ class RembgOptions:
     def check(self) -> None:
         """A :class:`~..checks.SettingError` naming the option for anything rembg would choke on or ignore."""
         check_choice(self.model, "model", models.MODEL_NAMES)
+        models.check_model_file(self.model, self.model_file)
         for flag in ("alpha_matting", "only_mask", "post_process_mask", "decontaminate"):
             check_flag(getattr(self, flag), flag)
         self.trimap.check()
@@ -160,11 +164,17 @@ def write_cutout(images: Tensor, alpha: Tensor, foreground: Tensor | None, optio
     if options.only_mask:
         out.copy_(alpha.expand_as(out))
         return
+    colour = BACKGROUNDS[options.background]
+    if foreground is None and colour is None:  # the default: written in place, no temporaries (~2x faster)
+        rgb = torch.clamp(images[..., :3], 0, 1, out=out[..., :3])
+        if options.edges == "rembg":
+            rgb.mul_(alpha)  # naive_cutout, in place
+        out[..., 3:] = alpha
+        return
     if foreground is None:
         rgb = naive_cutout(images[..., :3].clamp(0, 1), alpha, options.edges)
     else:
         rgb = foreground.clamp(0, 1)  # matting estimates the colours: composited once, as rembg
-    colour = BACKGROUNDS[options.background]
     if colour is None:
         out[..., :3], out[..., 3:] = rgb, alpha
     else:
@@ -173,7 +183,8 @@ def write_cutout(images: Tensor, alpha: Tensor, foreground: Tensor | None, optio
 
 def write_extracted(source: Tensor, keep: Tensor, out: Tensor) -> None:
     """The 'extracted' output into ``out``: ``source``'s RGB ``[b, H, W, C]`` with the binary mask as alpha."""
-    out[..., :3], out[..., 3] = source[..., :3].clamp(0, 1), keep
+    torch.clamp(source[..., :3], 0, 1, out=out[..., :3])  # in place: no temporary
+    out[..., 3] = keep
 
 
 def _finish(images: Tensor, source: Tensor, alpha: Tensor, keep: Tensor, foreground: Tensor | None,
@@ -221,12 +232,14 @@ def remove_background(images: Tensor, options: RembgOptions = RembgOptions(),
     check_image(images, "images")
     options.check()
     check_original(original, images)
+    images = images.detach()  # a tensor that requires grad (a script) reaches no op, and no output requires grad
+    original = None if original is None else original.detach()
     n, h, w = images.shape[:3]
     source = images if original is None else original.expand(n, -1, -1, -1)
     progress = runtime.Progress(n * (2 if options.refine else 1))
     channels = 3 if options.only_mask or BACKGROUNDS[options.background] is not None else 4
     shapes = [(h, w, channels), (h, w), (h, w, 4)]
-    with Predictor(options.model, n, options.runtime) as predictor:
+    with Predictor(options.model, n, options.runtime, options.model_file) as predictor:
         if not options.refine:
             def cut(part: Tensor, start: int, out=None) -> tuple[Tensor, Tensor, Tensor]:
                 _, alpha, keep = _masks(part, predictor, options, progress)

@@ -63,8 +63,8 @@ class Predictor:
     take the cores from onnxruntime (measured 20 % slower).
     """
 
-    def __init__(self, model: str, batch: int, runtime_choice: str = "auto"):
-        self.model = models.resolve(model)
+    def __init__(self, model: str, batch: int, runtime_choice: str = "auto", model_file: str = ""):
+        self.model = models.resolve(model, model_file)  # model_file: the *_custom models' own file
         self.spec = self.model.spec
         self.backend = backends.get(self.model, runtime_choice, batch)
         self.parallel, self.per_run = self.backend.parallel, self.backend.per_run

@@ -61,7 +61,7 @@ def default_providers() -> tuple[str, ...]:
     return (CPU,)
 
 
-_SESSIONS: dict[tuple[str, tuple[str, ...]], tuple[int, object]] = {}  # (file, providers) -> (threads, session)
+_SESSIONS: dict[tuple, tuple[int, object]] = {}  # (file, half, providers) -> (threads, session)
 _LOCK = threading.Lock()
 
 
@@ -79,16 +79,16 @@ def get_session(model: models.Model, providers: tuple[str, ...], threads: int = 
     Raises:
         RuntimeError: onnxruntime is missing.
     """
-    key = (str(model.path), tuple(providers))
+    key = (str(model.path), model.spec.half, tuple(providers))  # half: a float16 copy of the same file
     with _LOCK:
         if key not in _SESSIONS:
-            _SESSIONS[key] = (threads, _create(model, key[1], threads))
+            _SESSIONS[key] = (threads, _create(model, key[2], threads))
         return _SESSIONS[key][1]
 
 
 def session_threads(model: models.Model, providers: tuple[str, ...]) -> int | None:
     """The thread count of the cached session for ``(model, providers)``, or ``None`` when there is none."""
-    entry = _SESSIONS.get((str(model.path), tuple(providers)))
+    entry = _SESSIONS.get((str(model.path), model.spec.half, tuple(providers)))
     return None if entry is None else entry[0]
 
 
@@ -113,7 +113,7 @@ def _create(model: models.Model, providers: tuple[str, ...], threads: int):
     opts.add_session_config_entry("session.set_denormal_as_zero", "1")
     provider_list = [(p, {"device_id": runtime.compute_device().index or 0}) if p == CUDA else p
                      for p in providers]
-    session = ort.InferenceSession(str(model.path), sess_options=opts, providers=provider_list)
+    session = ort.InferenceSession(str(models.onnx_file(model)), sess_options=opts, providers=provider_list)
     if CUDA in providers and CUDA not in session.get_providers():
         log.warning("CleanCut: onnxruntime could not start CUDA for '%s' (usually missing or mismatched CUDA / "
                     "cuDNN libraries for this onnxruntime-gpu build; see its log above); running on the CPU.",
