@@ -41,7 +41,15 @@ def choose(requested: str, device: torch.device) -> str:
         return requested
     if device.type != "cpu":
         return "torch"
-    return "onnxruntime" if importlib.util.find_spec("onnxruntime") is not None else "torch"
+    return "onnxruntime" if _installed("onnxruntime") else "torch"
+
+
+def _installed(module: str) -> bool:
+    """Whether ``module`` can be imported, without importing it."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a module blocked or half-installed
+        return False
 
 
 class OnnxBackend:
