@@ -10,7 +10,12 @@ node needs:
   (what a careful user writes);
 * new session per image: ``rembg.remove(pil, session=new_session(model))`` per image (what WAS-style
   nodes do);
-* alpha matting: ``rembg.remove(pil, session=s, alpha_matting=True)`` per image, cached session.
+* alpha matting: ``rembg.remove(pil, session=s, alpha_matting=True)`` per image, cached session;
+* direct onnxruntime loop: rembg's own ``session.predict(pil)`` (its Pillow resize and normalisation, one
+  ``InferenceSession.run``, its mask resize) and ``naive_cutout`` per image, without ``remove``'s extras:
+  the least a loop around the model can do.
+
+The torch runtime against onnxruntime: ``benchmarks/bench_runtime.py``.
 
 Timings interleave the candidates round by round and keep each one's best round, so a busy machine
 slows all of them alike. The parity columns compare the node's alpha with rembg's on the same images.
@@ -33,6 +38,19 @@ def to_pil(t: torch.Tensor) -> Image.Image:  # what WAS and many packs do
 def to_tensors(cutout: Image.Image) -> tuple[torch.Tensor, torch.Tensor]:
     rgba = torch.from_numpy(np.asarray(cutout.convert("RGBA")).astype(np.float32) / 255.0)
     return rgba.unsqueeze(0), rgba[..., 3].unsqueeze(0)
+
+
+def direct_loop(batch: torch.Tensor, session):
+    """rembg's model step called directly per image (its Pillow pre/post-processing), plus the cut-out."""
+    from rembg.bg import naive_cutout
+
+    images, masks = [], []
+    for t in batch:
+        pil = to_pil(t)
+        image, mask = to_tensors(naive_cutout(pil, session.predict(pil)[0]))
+        images.append(image)
+        masks.append(mask)
+    return torch.cat(images), torch.cat(masks)
 
 
 def rembg_loop(batch: torch.Tensor, session_for, **options):
@@ -59,12 +77,13 @@ def best_times(candidates: dict, repeat: int) -> dict:
     return best
 
 
-def parity(ours: torch.Tensor, ref: torch.Tensor) -> tuple[float, float]:
-    """Mean absolute alpha difference (in 1/255 steps) and IoU of alpha > 0.5."""
+def parity(ours: torch.Tensor, ref: torch.Tensor) -> tuple[float, float, float]:
+    """Mean and max absolute alpha difference (in 1/255 steps) and IoU of alpha > 0.5."""
     a, b = ours.float().cpu(), ref.float().cpu()
     inter = ((a > 0.5) & (b > 0.5)).sum().item()
     union = ((a > 0.5) | (b > 0.5)).sum().item()
-    return (a - b).abs().mean().item() * 255, inter / max(union, 1)
+    diff = (a - b).abs()
+    return diff.mean().item() * 255, diff.max().item() * 255, inter / max(union, 1)
 
 
 def main() -> None:
@@ -87,6 +106,7 @@ def main() -> None:
         "ours": ours,
         "cached": lambda: rembg_loop(batch, lambda: cached),
         "new": lambda: rembg_loop(batch, lambda: rembg.new_session(model, providers=providers)),
+        "direct": lambda: direct_loop(batch, cached),
     }, args.repeat)
     _, our_mask, _ = ours()
     _, ref_mask = rembg_loop(batch, lambda: cached)
@@ -97,7 +117,9 @@ def main() -> None:
     rows = [(f"u2netp {size}²×{n}, vs rembg.remove, cached session", runs["ours"], runs["cached"], n,
              parity(our_mask, ref_mask)),
             (f"u2netp {size}²×{n}, vs rembg.remove, new session per image", runs["ours"], runs["new"], n,
-             parity(our_mask, ref_mask))]
+             parity(our_mask, ref_mask)),
+            (f"u2netp {size}²×{n}, vs a direct onnxruntime loop (session.predict + naive_cutout)", runs["ours"],
+             runs["direct"], n, parity(our_mask, direct_loop(batch, cached)[1]))]
 
     matting = {**defaults, "alpha_matting": True}
     # 512²: the model is still a large share of rembg's time; 1024²: the matting solve dominates both sides
@@ -112,16 +134,18 @@ def main() -> None:
         rows.append((f"u2netp + alpha matting {msize}²×{mn}, vs rembg.remove(alpha_matting=True)", runs["ours"],
                      runs["rembg"], mn, parity(our_mask, ref_mask)))
 
-    _, parallel, threads = sessions.plan(model, n)
+    resolved = __import__(f"{pack.__name__}.utils.rembg.models", fromlist=["x"]).resolve(model)
+    _, parallel, threads = sessions.plan(resolved, n)
     cores = pack.utils.runtime.cpu_count()
     print(f"device {args.device}; onnxruntime providers {', '.join(providers)}; {cores} CPU cores; "
           f"node runs {parallel} image(s) at once, {threads or 'default'} thread(s) each")
     print()
     print("| case | CleanCut ms/img | rembg ms/img | speed-up | alpha mean abs diff (/255) | IoU(alpha>0.5) |")
     print("|---|---:|---:|---:|---:|---:|")
-    for case, t_ours, t_ref, count, (diff, iou) in rows:
-        print(f"| {case} | {1000 * t_ours / count:.0f} | {1000 * t_ref / count:.0f} | {t_ref / t_ours:.2f}x | "
+    for case, t_ours, t_ref, count, (diff, _, iou) in rows:
+        print(f"| {case} | {1000 * t_ours / count:.1f} | {1000 * t_ref / count:.1f} | {t_ref / t_ours:.3f}x | "
               f"{diff:.3f} | {iou:.4f} |")
+
     print()
     print(f"The model alone (rembg's cached onnxruntime session, run() per image, no pre/post-processing): "
           f"{1000 * model_only / n:.0f} ms/img, so no pipeline around it can beat the cached-session loop by "

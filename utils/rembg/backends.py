@@ -29,10 +29,11 @@ log = logging.getLogger("cleancut")
 
 RUNTIMES = ("auto", "torch", "onnxruntime")
 ONNX_RUN_IMAGES = {320: 16, 1024: 2}  # images per onnxruntime run for models whose input takes a batch
-TORCH_RUN_IMAGES = {"cpu": {320: 4, 1024: 1}, "gpu": {320: 16, 1024: 4}}  # images per torch run
-# Peak activation memory of a torch run, bytes per input pixel per image (u2netp measured ~4.9 KB at 320²,
-# float32); asked of ComfyUI before each run so it offloads other models first.
-ACTIVATION_BYTES_PER_PIXEL = 6 * 1024
+# images per torch run; on the CPU one: batched convolutions measured slower per image there (bench_runtime)
+TORCH_RUN_IMAGES = {"cpu": {320: 1, 1024: 1}, "gpu": {320: 16, 1024: 4}}
+# Peak activation memory of a torch run per input pixel, asked of ComfyUI before each run so it offloads other
+# models first: u2netp measured 1.6 KB (float32, peak RSS above the start at batch 1 and 4); rounded up.
+ACTIVATION_BYTES_PER_PIXEL = 2048
 
 
 def choose(requested: str, device: torch.device) -> str:
