@@ -261,3 +261,22 @@ def test_runtime_is_a_checked_option():
     with pytest.raises(ValueError, match="runtime"):
         run(torch.rand(1, 8, 8, 3), runtime="tensorrt")
     assert models.MODEL_NAMES[0] == "u2netp"
+
+
+@pytest.mark.model
+def test_command_line_runtime_flag(u2netp, tmp_path, photo_arrays):
+    import importlib
+
+    from PIL import Image
+
+    main = importlib.import_module(PACK.__name__ + ".cli").main
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.fromarray(photo_arrays["chelsea"][:160, :200]).save(src / "cat.png")
+    masks = {}
+    for name in ("torch", "onnxruntime"):
+        out = tmp_path / name
+        assert main(["cutout", str(src), "--out", str(out), "--runtime", name, "--save", "mask", "--quiet"]) == 0
+        masks[name] = np.asarray(Image.open(out / "cat_mask.png"), dtype=np.int16)
+    assert np.abs(masks["torch"] - masks["onnxruntime"]).max() <= 1
+    assert main(["cutout", str(src), "--out", str(tmp_path / "x"), "--runtime", "tensorrt"]) == 2  # usage error
