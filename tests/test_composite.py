@@ -4,6 +4,7 @@ original, batching, chunking and errors."""
 from __future__ import annotations
 
 import importlib
+import os
 
 import numpy as np
 import pytest
@@ -314,3 +315,82 @@ def test_node_equals_utils_and_checks_its_widgets(pack):
     assert torch.equal(got, comp.composite(fg, opts, mask, bg)) and got.shape == (2, 12, 16, 4)
     with pytest.raises(ValueError, match="blur:"):
         node.run(fg, background="blurred original", blur=-1.0, mask=mask)
+
+
+def cover_whole_then_crop(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """The cover fit before issue #22, for reference: the WHOLE background resized (antialiased bilinear,
+    RGBA premultiplied), then its centre cropped."""
+    (height, width), (h, w) = size, image.shape[1:3]
+    scale = max(height / h, width / w)
+    scaled = (max(height, round(h * scale)), max(width, round(w * scale)))
+    top, left = (scaled[0] - height) // 2, (scaled[1] - width) // 2
+    if scaled == (h, w):  # resize returned its input: the colours under alpha 0 stay as they are
+        return image[:, top:top + height, left:left + width]
+    x = image if image.shape[-1] == 3 else torch.cat((image[..., :3] * image[..., 3:], image[..., 3:]), -1)
+    out = F.interpolate(x.permute(0, 3, 1, 2), size=scaled, mode="bilinear", antialias=True, align_corners=False)
+    out = out.permute(0, 2, 3, 1).clamp(0, 1)
+    if image.shape[-1] == 4:
+        out = torch.cat((out[..., :3] / out[..., 3:].clamp_min(torch.finfo(torch.float32).tiny), out[..., 3:]), -1)
+    return out[:, top:top + height, left:left + width].clamp(0, 1)
+
+
+@pytest.mark.parametrize("bg_size, size", [
+    ((300, 451), (200, 200)), ((37, 53), (100, 60)), ((480, 640), (1024, 512)), ((1000, 300), (90, 400)),
+    ((50, 80), (50, 200)), ((2000, 1500), (333, 777)), ((7, 900), (512, 64)), ((123, 457), (123, 300)),
+    ((64, 64), (64, 64)),
+])
+@pytest.mark.parametrize("channels", [3, 4])
+@pytest.mark.parametrize("window_above", [comp.WINDOW_ABOVE, 0.0])  # as shipped; the kept window always
+def test_cover_resamples_only_the_kept_part_as_the_whole_resize_did(monkeypatch, bg_size, size, channels,
+                                                                   window_above):
+    """Shrinking, enlarging, one axis unscaled, wide onto tall and tall onto wide, RGBA with transparent parts."""
+    monkeypatch.setattr(comp, "WINDOW_ABOVE", window_above)
+    bg = torch.rand(2, *bg_size, channels, generator=torch.Generator().manual_seed(sum(bg_size)))
+    if channels == 4:
+        bg[..., 3] = (bg[..., 3] * 1.5 - 0.3).clamp(0, 1)  # fully transparent and opaque pixels too
+    ours = comp.fit_background(bg, size, "cover", (1.0, 1.0, 1.0, 1.0))
+    ref = cover_whole_then_crop(bg, size)
+    assert ours.shape == ref.shape == (2, *size, channels)
+    # measured 0 on the CPU (the taps are interpolate's own float32 steps); 1e-6 allows another summation order
+    assert (ours - ref).abs().max() <= 1e-6
+
+
+def _peak_rss_growth(fn) -> int:
+    """Bytes the process's resident memory grew by, at most, while ``fn()`` ran (sampled every 2 ms, as
+    benchmarks/common.py's PeakMemory does: torch's CPU allocations are invisible to tracemalloc)."""
+    import threading
+    import time
+
+    def rss() -> int:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+    base, peak, stop = rss(), [0], threading.Event()
+
+    def sample():
+        while not stop.is_set():
+            peak[0] = max(peak[0], rss() - base)
+            time.sleep(0.002)
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    try:
+        fn()
+    finally:
+        stop.set()
+        thread.join()
+    return max(peak[0], rss() - base)
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="needs Linux's /proc to read the memory use")
+@pytest.mark.parametrize("fg_size, bg_size, limit_mb", [
+    ((2, 2000), (3000, 1), 100),  # the whole cover resize: 6,000,000 x 2000 px, 144 GB; measured +10 MB
+    ((4096, 512), (300, 4000), 400),  # the whole cover resize: 4096 x 54613 px, 3.0 GB peak RSS; measured +67 MB
+])
+def test_cover_memory_follows_the_output_not_the_scaled_background(fg_size, bg_size, limit_mb):
+    fg, bg = torch.rand(1, *fg_size, 4), torch.rand(1, *bg_size, 3)
+    out = []
+    grown = _peak_rss_growth(lambda: out.append(comp.composite(fg, Options(background="image", fit="cover"),
+                                                               background_image=bg)))
+    assert out[0].shape == (1, *fg_size, 3) and torch.isfinite(out[0]).all()
+    assert grown < limit_mb * 1e6, f"memory grew by {grown / 1e6:.0f} MB for a {out[0].numel() * 4e-6:.0f} MB output"

@@ -222,3 +222,15 @@ def test_tiny_and_one_sided_masks(backend):
         out = mk.refine_mask(m, mk.MaskOptions(grow=3, fill_holes=True, remove_islands=2, feather=3))
         assert out.shape == m.shape and torch.isfinite(out).all()
     assert (mk.refine_mask(torch.ones(1, 4, 5), mk.MaskOptions(grow=-2, feather=2)) == 1).all()  # no edge inside
+
+
+@pytest.mark.parametrize("sigma", [1.1, 2.5, 5.5, 10.0, 14.0])  # sigmas whose rounded kernels sum above 1 on both
+def test_smooth_and_invert_stay_within_0_and_1(backend, sigma):
+    """README: the refined mask is clamped to 0..1. A blur's rounding gave 1.0000001, and -1.2e-7 inverted."""
+    g = torch.Generator().manual_seed(3)
+    masks = torch.rand(3, 64, 96, generator=g)
+    masks[1] = (masks[1] > 0.5).float()  # hard edges
+    masks[2] = 1.0  # all subject: the blur's kernel sum shows as is
+    for invert in (False, True):
+        out = mk.refine_mask(masks, mk.MaskOptions(smooth=sigma, invert=invert), backend)
+        assert out.min() >= 0 and out.max() <= 1, (invert, out.min().item(), out.max().item())

@@ -52,24 +52,51 @@ def check_image(x: object, name: str, channels: Sequence[int] = (3, 4)) -> None:
         want = " or ".join(map(str, channels))
         fail(name, f"expected {want} channels (RGB or RGBA), got {x.shape[-1]}. Convert the image to RGB first.",
              InputError)
-    _check_float_finite(x, name, "IMAGE")
+    _check_data(x, name, "IMAGE")
 
 
 def check_mask(x: object, name: str, like: Tensor | None = None) -> None:
-    """Raise :class:`InputError` unless ``x`` is a MASK batch ``[B, H, W]`` (of ``like``'s size if given)."""
+    """Raise :class:`InputError` unless ``x`` is a MASK batch ``[B, H, W]`` (of ``like``'s size if given).
+
+    Entry points take masks through :func:`as_mask`, which also accepts ``[H, W]`` and bool masks.
+    """
     if not isinstance(x, Tensor) or x.ndim != 3:
         got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
-        fail(name, f"expected a MASK batch [B, H, W], got {got}. "
+        fail(name, f"expected a MASK batch [B, H, W] (or one mask [H, W]), got {got}. "
              "If this is an IMAGE, convert it with 'Convert Image to Mask' first.", InputError)
     if x.shape[0] == 0:
         fail(name, "the batch is empty; connect a node that outputs at least one mask.", InputError)
+    if x.shape[1] == 0 or x.shape[2] == 0:
+        fail(name, f"the masks have no pixels (size {x.shape[2]}x{x.shape[1]}).", InputError)
     if like is not None and tuple(x.shape[1:]) != tuple(like.shape[1:3]):
         fail(name, f"mask size {x.shape[2]}x{x.shape[1]} does not match the image size "
              f"{like.shape[2]}x{like.shape[1]}; resize the mask to the image first.", InputError)
-    _check_float_finite(x, name, "MASK")
+    _check_data(x, name, "MASK")
 
 
-def _check_float_finite(x: Tensor, name: str, kind: str) -> None:
+def as_mask(x: object, name: str, like: Tensor | None = None) -> Tensor:
+    """``x`` as a checked MASK batch ``[B, H, W]``, detached: the one place a MASK input is normalised.
+
+    As ComfyUI's own mask nodes, a 2-D ``[H, W]`` mask is a batch of one and a bool mask is 0/1 (float32).
+    Detached, so a tensor that requires grad (a script) reaches no op and no output requires grad.
+    Raises :class:`InputError` as :func:`check_mask`.
+    """
+    if isinstance(x, Tensor):
+        x = x.detach()
+        if x.ndim == 2:
+            x = x.unsqueeze(0)  # [H, W] -> [1, H, W]
+        if x.dtype == torch.bool:
+            x = x.to(torch.float32)
+    check_mask(x, name, like)
+    return x
+
+
+def _check_data(x: Tensor, name: str, kind: str) -> None:
+    """The values themselves: real (not on the meta device), float, finite."""
+    if x.is_meta:  # before any reduction: torch's own error ("item() on meta tensors") says nothing useful
+        fail(name, f"the tensor has no data: it is on the 'meta' device, which holds shapes only. Pass {kind} "
+             "values made or loaded on 'cpu' or 'cuda' (e.g. outside a 'with torch.device(\"meta\")' block).",
+             InputError)
     if not x.is_floating_point():
         fail(name, f"expected a float {kind} with values in 0..1, got dtype {x.dtype}. "
              "Divide 8-bit data by 255 (or 16-bit data by 65535) and convert to float first.", InputError)

@@ -61,7 +61,8 @@ def side_by_side(image_a: Tensor, image_b: Tensor, caption: str = "", chunk: int
     """
     check_image(image_a, "image_a")
     check_image(image_b, "image_b")
-    return side_by_side_core(image_a, image_b, caption, chunk)
+    # detached: a tensor that requires grad (a script) reaches no op, and no output requires grad
+    return side_by_side_core(image_a.detach(), image_b.detach(), caption, chunk)
 
 
 def side_by_side_core(image_a: Tensor, image_b: Tensor, caption: str = "", chunk: int = 8) -> Tensor:

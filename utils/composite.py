@@ -15,9 +15,10 @@ The backgrounds (``background``):
 
 * ``color``: one ``#RRGGBB`` or ``#RRGGBBAA`` colour.
 * ``image``: ``background_image`` fitted to each foreground's size (``fit``): ``cover`` scales it to cover
-  and crops the centre, ``contain`` scales it to fit inside and centres it on ``color``, ``stretch``
-  resizes to exactly the size. Antialiased bilinear; an RGBA background is resized premultiplied, so the
-  colours of its transparent pixels do not bleed into the visible ones.
+  and crops the centre (only the centre is resampled when the scaled image would be much larger than the
+  output: memory follows the output), ``contain`` scales it to fit inside and centres it on ``color``,
+  ``stretch`` resizes to exactly the size. Antialiased bilinear; an RGBA background is resized
+  premultiplied, so the colours of its transparent pixels do not bleed into the visible ones.
 * ``blurred original``: the foreground's own RGB (in sRGB, whatever ``linear_light``) blurred by a
   Gaussian of sigma ``blur`` px, with scipy's kernel (cut at 4 sigma, mirrored border): OpenCV on the CPU
   (``native``), :func:`.kernels.gaussian_blur` on the ``torch`` backend. Above sigma ``DOWNSCALE_ABOVE``
@@ -38,6 +39,7 @@ import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -47,10 +49,10 @@ from torch import Tensor
 from . import runtime
 from .checks import (
     InputError,
+    as_mask,
     check_choice,
     check_flag,
     check_image,
-    check_mask,
     check_number,
     check_same_batch,
     fail,
@@ -62,6 +64,9 @@ MODES = ("color", "image", "blurred original", "transparent")
 FITS = ("cover", "contain", "stretch")
 MAX_BLUR = 256.0
 DOWNSCALE_ABOVE = 8.0  # blur sigmas above this are applied on a copy scaled down by sigma // 4
+# cover resamples only the kept window (same values) once the whole scaled background would exceed this many
+# outputs; below, interpolate's fused kernel on the whole is faster (6x at 4000x3000 -> 1024x1024)
+WINDOW_ABOVE = 4.0
 _HEX = re.compile(r"#?([0-9a-f]{6}|[0-9a-f]{8})", re.IGNORECASE)
 _TINY = torch.finfo(torch.float32).tiny  # a_o below it is 0: its numerator is exactly 0 there
 
@@ -106,17 +111,74 @@ def parse_color(text: str, name: str = "color") -> tuple[float, float, float, fl
     return (rgba[0], rgba[1], rgba[2], rgba[3] if len(rgba) == 4 else 1.0)
 
 
-def resize(image: Tensor, size: tuple[int, int]) -> Tensor:
+class _Taps(NamedTuple):
+    """One axis of an antialiased bilinear resize, for a run of output pixels: output pixel ``i`` is
+    ``sum_t weight[i, t] * source[lo + index[i, t]]``; ``lo .. hi - 1`` are the source pixels read."""
+
+    index: Tensor  # [count, T] int64, from lo; a pixel's unused taps repeat a used index with weight 0
+    weight: Tensor  # [count, T] float32
+    lo: int
+    hi: int
+
+
+def _taps(in_size: int, out_size: int, start: int, count: int) -> _Taps:
+    """The taps of output pixels ``start .. start + count - 1`` of a resize ``in_size -> out_size``, computed
+    as ``F.interpolate(..., mode="bilinear", antialias=True)`` computes them on the CPU (PIL's triangle filter,
+    widened by the scale when shrinking), with the same float32 and float64 steps, so that a window of the
+    resize equals the same window of the whole resize (measured: bit-identical on the CPU)."""
+    scale = torch.tensor(in_size, dtype=torch.float32) / out_size
+    support = scale.clamp(min=1.0)  # the triangle's half-width in source pixels
+    inv = (1.0 / support.double()).float()
+    center = (scale.double() * (torch.arange(start, start + count, dtype=torch.float64) + 0.5)).float()
+    lo = ((center - support).double() + 0.5).long().clamp_(min=0)  # .long() truncates, as C++'s cast
+    hi = ((center + support).double() + 0.5).long().clamp_(max=in_size)
+    index = lo[:, None] + torch.arange(int((hi - lo).max()))  # [count, T]
+    x = (((index.float() - center[:, None]).double() + 0.5) * inv.double()).float()
+    weight = (1 - x.abs()).clamp_(min=0).masked_fill_(index >= hi[:, None], 0)
+    total = weight[:, 0].clone()
+    for t in range(1, weight.shape[1]):  # summed in order, as the kernel does (a vectorised sum rounds apart)
+        total += weight[:, t]
+    weight /= total.clamp_(min=_TINY)[:, None]
+    first, last = int(lo.min()), int(hi.max())
+    return _Taps(torch.minimum(index, hi[:, None] - 1) - first, weight, first, last)
+
+
+def _resample(x: Tensor, dim: int, taps: _Taps) -> Tensor:
+    """``x`` (already cut to ``taps.lo .. taps.hi - 1`` along ``dim``) resampled along ``dim``: a new tensor."""
+    shape = [1] * x.ndim
+    shape[dim] = -1
+    index, weight = taps.index.to(x.device), taps.weight.to(x.device, x.dtype)
+    out = x.index_select(dim, index[:, 0]) * weight[:, 0].view(shape)
+    for t in range(1, index.shape[1]):  # tap by tap: one temporary of the output's size, not T of them
+        out.addcmul_(x.index_select(dim, index[:, t]), weight[:, t].view(shape))
+    return out
+
+
+def resize(image: Tensor, size: tuple[int, int], window: tuple[int, int, int, int] | None = None) -> Tensor:
     """``[b, h, w, 3|4]`` float32 -> ``[b, *size, 3|4]``, antialiased bilinear; the input itself if the size
-    matches. RGBA is resized premultiplied, then divided back (colour 0 where the alpha is 0)."""
+    matches. RGBA is resized premultiplied, then divided back (colour 0 where the alpha is 0).
+
+    ``window = (top, left, height, width)``: only that part of the resized image, ``[b, height, width, 3|4]``,
+    resampled from the source pixels it reads alone (:func:`_taps`), so memory and time follow the window
+    whatever ``size`` is (a cover fit of a wide background to a tall foreground scales it 14 times).
+    """
     if tuple(image.shape[1:3]) == tuple(size):
-        return image
+        return image if window is None else image[:, window[0]:window[0] + window[2], window[1]:window[1] + window[3]]
+    rows = cols = None
+    if window is not None:
+        top, left, height, width = window
+        rows, cols = _taps(image.shape[1], size[0], top, height), _taps(image.shape[2], size[1], left, width)
+        image = image[:, rows.lo:rows.hi, cols.lo:cols.hi]  # the source pixels the window reads
     x = image
     if image.shape[-1] == 4:
         x = torch.cat((image[..., :3] * image[..., 3:], image[..., 3:]), -1)
-    nchw = x.permute(0, 3, 1, 2)  # [b, C, h, w] for interpolate
-    out = F.interpolate(nchw, size=size, mode="bilinear", antialias=True, align_corners=False)
-    out = out.permute(0, 2, 3, 1).clamp_(0, 1)
+    if window is None:
+        nchw = x.permute(0, 3, 1, 2)  # [b, C, h, w] for interpolate
+        out = F.interpolate(nchw, size=size, mode="bilinear", antialias=True, align_corners=False)
+        out = out.permute(0, 2, 3, 1)
+    else:  # columns first, then rows: interpolate's order, so the two round alike
+        out = _resample(_resample(x, 2, cols), 1, rows)
+    out.clamp_(0, 1)
     if image.shape[-1] == 4:
         out[..., :3] /= out[..., 3:].clamp_min(_TINY)
         out.clamp_(0, 1)
@@ -136,9 +198,10 @@ def fit_background(image: Tensor, size: tuple[int, int], fit: str, color: tuple[
     scaled = (max(1, round(h * scale)), max(1, round(w * scale)))
     if fit == "cover":
         scaled = (max(height, scaled[0]), max(width, scaled[1]))  # rounding must not leave a gap
-        out = resize(image, scaled)
         top, left = (scaled[0] - height) // 2, (scaled[1] - width) // 2
-        return out[:, top:top + height, left:left + width]
+        if scaled[0] * scaled[1] > WINDOW_ABOVE * height * width:
+            return resize(image, scaled, window=(top, left, height, width))  # the kept centre only
+        return resize(image, scaled)[:, top:top + height, left:left + width]
     scaled = (min(height, scaled[0]), min(width, scaled[1]))
     channels = 4 if image.shape[-1] == 4 or color[3] < 1 else 3
     canvas = torch.tensor(color[:channels], dtype=torch.float32, device=image.device)
@@ -234,12 +297,14 @@ def background_source(options: CompositeOptions, background_image: Tensor | None
 
 
 def _check_inputs(foreground: Tensor, options: CompositeOptions, mask: Tensor | None,
-                  background_image: Tensor | None) -> int:
-    """Check every input once; the output's batch size."""
+                  background_image: Tensor | None) -> tuple[int, Tensor, Tensor | None, Tensor | None]:
+    """Check every input once: the output's batch size, and the inputs detached (a tensor that requires grad,
+    from a script, reaches no op and no output requires grad), the mask as ``[B, H, W]`` float."""
     check_image(foreground, "foreground")
+    foreground = foreground.detach()
     options.check()
     if mask is not None:
-        check_mask(mask, "mask", like=foreground)
+        mask = as_mask(mask, "mask", like=foreground)
     elif foreground.shape[-1] == 3:
         fail("mask", "the foreground is RGB, so it has no alpha to composite with; connect a mask, or use an "
              "RGBA image (a cut-out) as the foreground.", InputError)
@@ -250,12 +315,13 @@ def _check_inputs(foreground: Tensor, options: CompositeOptions, mask: Tensor | 
              "background.", InputError)
     else:
         check_image(background_image, "background_image")
+        background_image = background_image.detach()
     sized, named = foreground, "foreground"
     for other, name in ((mask, "mask"), (background_image, "background_image")):
         if other is not None:
             check_same_batch(sized, other, named, name)
             sized, named = (other, name) if other.shape[0] > sized.shape[0] else (sized, named)
-    return sized.shape[0]
+    return sized.shape[0], foreground, mask, background_image
 
 
 def composite(foreground: Tensor, options: CompositeOptions = CompositeOptions(), mask: Tensor | None = None,
@@ -265,8 +331,8 @@ def composite(foreground: Tensor, options: CompositeOptions = CompositeOptions()
     Args:
         foreground: IMAGE ``[B, H, W, 3|4]`` in 0..1, straight alpha in channel 4 (if any).
         options: :class:`CompositeOptions`.
-        mask: MASK ``[B', H, W]``, 1 = subject: the alpha (it replaces an RGBA foreground's own). Needed
-            for an RGB foreground.
+        mask: MASK ``[B', H, W]`` (or one ``[H, W]``; bool is 0/1), 1 = subject: the alpha (it replaces an
+            RGBA foreground's own). Needed for an RGB foreground.
         background_image: IMAGE ``[B'', h, w, 3|4]`` of any size: the background of mode ``image``
             (ignored by the other modes).
         backend: "auto", "torch" or "native" (OpenCV's blur, CPU).
@@ -275,7 +341,7 @@ def composite(foreground: Tensor, options: CompositeOptions = CompositeOptions()
         ``[N, H, W, 3|4]`` on ``foreground.device`` in ``foreground.dtype``, ``N`` the largest batch: RGB
         when the background is opaque everywhere, else RGBA with straight alpha (module docstring).
     """
-    n = _check_inputs(foreground, options, mask, background_image)
+    n, foreground, mask, background_image = _check_inputs(foreground, options, mask, background_image)
     h, w = foreground.shape[1:3]
     device = runtime.compute_device()
     backend = runtime.pick_backend(device, backend)

@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 
 from . import runtime
-from .checks import InputError, check_choice, check_flag, check_image, check_mask, check_number, fail
+from .checks import InputError, as_mask, check_choice, check_flag, check_image, check_number, fail
 from .foreground import estimate_foreground
 from .guided import box_mean, cv_box_mean, guided_filter
 from .rembg.inference import uint8_values
@@ -126,14 +126,16 @@ def refine_edges(image: Tensor, mask: Tensor, options: RefineOptions = RefineOpt
 
     Args:
         image: IMAGE ``[B, H, W, 3|4]`` in 0..1 (an alpha channel is ignored: the mask decides).
-        mask: MASK ``[B, H, W]``, 1 = subject. Either may hold one item, used for every item of the other.
+        mask: MASK ``[B, H, W]`` (or one ``[H, W]``; bool is 0/1), 1 = subject. Either may hold one item,
+            used for every item of the other.
         options: :class:`RefineOptions`. backend: "auto", "torch" or "native" (CPU libraries).
     Returns:
         ``(cutout [N, H, W, 4], alpha [N, H, W], foreground [N, H, W, 3])`` on ``image.device`` in
         ``image.dtype``, ``N`` the larger batch: the RGBA cut-out (foreground colours, refined alpha).
     """
     check_image(image, "image")
-    check_mask(mask, "mask")
+    image = image.detach()  # a tensor that requires grad (a script) reaches no op, and no output requires grad
+    mask = as_mask(mask, "mask")  # detached too
     options.check()
     if tuple(mask.shape[1:]) != tuple(image.shape[1:3]):
         fail("mask", f"{mask.shape[2]}x{mask.shape[1]} does not match the image's {image.shape[2]}x"

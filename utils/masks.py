@@ -25,7 +25,7 @@ from torch import Tensor
 
 from . import morphology as mo
 from . import runtime
-from .checks import check_choice, check_flag, check_mask, check_number, fail
+from .checks import as_mask, check_choice, check_flag, check_number, fail
 from .kernels import cv_gaussian_blur, gaussian_blur
 
 FEATHER_MODES = ("both", "inside", "outside")
@@ -67,17 +67,20 @@ def refine_mask(mask: Tensor, options: MaskOptions = MaskOptions(), backend: str
     """Apply :class:`MaskOptions`' steps to every mask; chunk by chunk, with progress and Cancel between chunks.
 
     Args:
-        mask: MASK ``[B, H, W]``, 1 = subject; values outside 0..1 are clipped first.
+        mask: MASK ``[B, H, W]`` (or one ``[H, W]``; bool is 0/1), 1 = subject; values outside 0..1 are
+            clipped first.
         options: the steps. backend: "auto", "torch" or "native" (OpenCV / NumPy on the CPU).
     Returns:
-        A new MASK ``[B, H, W]``: same count, order, dtype and device.
+        A new MASK ``[B, H, W]`` in 0..1: same count, order, dtype and device (float32 for a bool mask).
     """
-    check_mask(mask, "mask")
+    mask = as_mask(mask, "mask")
     options.check()
     out = runtime.map_batches(mask, _spatial, options=options, backend=backend)
     if options.temporal > 0:
         smooth_frames(out, options.temporal)
-    return out
+    # once, at the end of the chain: a step's float rounding (a blur's 1.0000001, then invert's -1.2e-7)
+    # must not break the 0..1 promise; out is our own tensor
+    return out.clamp_(0, 1)
 
 
 def _spatial(part: Tensor, options: MaskOptions, backend: str) -> Tensor:

@@ -23,7 +23,7 @@ from PIL.PngImagePlugin import PngInfo
 from torch import Tensor
 
 from .bridges import to_uint8
-from .checks import CleanCutError, InputError, check_image, check_mask, fail
+from .checks import CleanCutError, InputError, as_mask, check_image, fail
 from .filenames import PREFIX, expand_variables, inside, next_counter, split_prefix  # noqa: F401 (re-exported)
 
 ROLES = ("original", "cutout", "extracted", "mask")
@@ -78,7 +78,11 @@ def check_items(items: Mapping[str, Tensor | None]) -> tuple[dict[str, Tensor], 
     if not items:
         fail("", "Nothing to save: connect at least one of original, cutout, extracted or mask.", InputError)
     for role, t in items.items():
-        check_mask(t, role) if role == "mask" else check_image(t, role)
+        if role == "mask":
+            items[role] = as_mask(t, role)  # [H, W] and bool masks too; detached
+        else:
+            check_image(t, role)
+            items[role] = t.detach()  # as every entry point: a tensor that requires grad (a script) is fine
     return items, batch_length(items)
 
 
@@ -309,7 +313,8 @@ def save_set(root: str, prefix: str, items: Mapping[str, Tensor | None], fmt: st
         root: output folder; ``prefix`` may add sub-folders below it.
         prefix: file name prefix, e.g. ``"cleancut/cutout"``; core's ``%year%``-style variables are filled in
             (:func:`expand_variables`, ``%width%``/``%height%`` of the first item).
-        items: role -> IMAGE ``[B,H,W,C]`` (``mask``: MASK ``[B,H,W]``); ``None`` roles are skipped.
+        items: role -> IMAGE ``[B,H,W,C]`` (``mask``: MASK ``[B,H,W]``, or one ``[H,W]``; bool is 0/1); ``None``
+            roles are skipped.
         fmt: ``"png"`` or ``"webp (lossless)"``.
         metadata: PNG text chunks (``{"prompt": ..., "workflow": ...}``), or ``None``.
     Returns:
