@@ -15,8 +15,9 @@ CATEGORY = "CleanCut/background"
 
 
 def trimap_widgets(prefix: str, scope: str) -> dict:
-    """rembg's three trimap widgets (thresholds and erosion), named ``prefix + name``, tooltips led by ``scope``."""
-    return {
+    """rembg's three trimap widgets (thresholds and erosion), named ``prefix + name``, tooltips led by ``scope``;
+    expert settings (advanced): the defaults are rembg's and suit most photos."""
+    return {name: w.advanced(spec) for name, spec in {
         prefix + "foreground_threshold": w.integer(240, 0, 255, (
             f"{scope}: mask values (0-255) above this count as sure subject. Higher = fewer sure-subject "
             "pixels, a wider edge band to solve.")),
@@ -26,11 +27,13 @@ def trimap_widgets(prefix: str, scope: str) -> dict:
         prefix + "erode_size": w.integer(10, 0, 40, (
             f"{scope}: shrink both sure regions by a square of this many pixels before solving. Larger = "
             "a wider band left to the matting (0 = a 3x3 cross, as rembg).")),
-    }
+    }.items()}
 
 
 class CleanCutAlphaThreshold(Node):
     DISPLAY_NAME = "Remove Background (Alpha Threshold)"
+    SEARCH_ALIASES = ("remove bg", "background removal", "cutout", "threshold", "alpha", "transparent background",
+                      "image remove background (alpha)", "was node suite", "binarize")
     DESCRIPTION = ("Drop-in replacement for WAS Node Suite's 'Image Remove Background (Alpha)': greyscale, "
                    "Pillow Gaussian blur, fixed threshold, alpha. Same widgets, same cut as WAS on every image "
                    "(bit-exact), but batched (GPU when available), with MASK outputs, and without WAS's bug "
@@ -59,10 +62,10 @@ class CleanCutAlphaThreshold(Node):
                                          "drops small specks. 1-24, as in WAS."),
     }
     OPTIONAL = {  # optional: WAS workflows and API prompts that lack it still run unchanged
-        "legacy_alternating": ("BOOLEAN", {"default": False, "tooltip": (
+        "legacy_alternating": w.advanced(("BOOLEAN", {"default": False, "tooltip": (
             "Off (recommended): every image is cut as WAS cuts a single image, RGB kept at full "
             "precision. On: WAS's batch output byte for byte, bug included: in background mode the "
-            "2nd, 4th, 6th... image of a batch is cut at 255 - threshold; RGB truncated to 8 bits.")}),
+            "2nd, 4th, 6th... image of a batch is cut at 255 - threshold; RGB truncated to 8 bits.")})),
     }
 
     def run(self, images, mode="background", threshold=127, threshold_tolerance=2, legacy_alternating=False):
@@ -73,6 +76,8 @@ class CleanCutAlphaThreshold(Node):
 
 class CleanCutRembg(Node):
     DISPLAY_NAME = "Remove Background (rembg)"
+    SEARCH_ALIASES = ("remove bg", "background removal", "cutout", "cut out", "matting", "alpha matting", "alpha",
+                      "transparent background", "segment subject", "u2net", "birefnet", "isnet", "bria")
     DESCRIPTION = ("Removes the background of every image with a rembg model (same results as rembg.remove), "
                    "with optional alpha matting of the edges. The model session is loaded once and reused.")
     CATEGORY = CATEGORY
@@ -111,26 +116,26 @@ class CleanCutRembg(Node):
     OPTIONAL = {
         "original": w.image("Optional: the same images before preprocessing. 'extracted' then takes its "
                             "pixels from here (same size; same count, or one image)."),
-        "edges": (list(rb.EDGES), {"default": "rembg", "tooltip": (
+        "edges": w.advanced((list(rb.EDGES), {"default": "rembg", "tooltip": (
             "Colours of the cut-out's soft edges (without alpha matting). rembg: rembg.remove's pixels, "
             "the photo times the mask, blended with the mask a second time onto white/black (darker "
             "fringes). straight: the photo's own colours under straight alpha, blended once: cleaner "
-            "edges, best when a later node composites with the mask.")}),
+            "edges, best when a later node composites with the mask.")})),
         "decontaminate": ("BOOLEAN", {"default": False, "tooltip": (
             "Estimate the subject's own colours in the soft edge pixels (rembg's decontaminate=True, "
             "pymatting's estimate_foreground_ml) instead of keeping the old background's colour there. "
             "Without alpha matting only (matting estimates them already); about 0.3 s per 1024² image on a "
             "CPU. For refined edges as well, use Refine Edges after this node.")}),
-        "runtime": (list(rb.RUNTIMES), {"default": "auto", "tooltip": (
+        "runtime": w.advanced((list(rb.RUNTIMES), {"default": "auto", "tooltip": (
             "Where the model runs. auto: torch on a GPU (NVIDIA, AMD, Apple, Intel: ComfyUI's device, batched, "
             "offloaded by ComfyUI like its own models), onnxruntime on the CPU (faster there). torch: always "
             "torch (needs the onnx package). onnxruntime: always onnxruntime (a GPU only with onnxruntime-gpu "
-            "on NVIDIA). Masks agree within 0.5/255 on average.")}),
-        "model_file": ("STRING", {"default": "", "tooltip": (
+            "on NVIDIA). Masks agree within 0.5/255 on average.")})),
+        "model_file": w.advanced(("STRING", {"default": "", "tooltip": (
             "Only for the *_custom models (u2net_custom, dis_custom, ben_custom): the file name of your own "
             "ONNX model in ComfyUI/models/rembg (or ~/.u2net); files outside the model folders are refused. "
             "Input size and normalisation come from the chosen name (u2net_custom: 320 px, ImageNet; "
-            "dis_custom / ben_custom: 1024 px, mean 0.5, std 1). Leave empty for every other model.")}),
+            "dis_custom / ben_custom: 1024 px, mean 0.5, std 1). Leave empty for every other model.")})),
     }
 
     def run(self, images, model, alpha_matting, alpha_matting_foreground_threshold,
@@ -149,6 +154,9 @@ class CleanCutRembg(Node):
 
 class CleanCutRefineEdges(Node):
     DISPLAY_NAME = "Refine Edges"
+    SEARCH_ALIASES = ("matting", "alpha matting", "refine mask edge", "edge refinement", "hair", "fur", "despill",
+                      "decontaminate", "color decontamination", "foreground estimation", "guided filter",
+                      "closed-form matting", "trimap", "alpha")
     DESCRIPTION = ("Refines any mask's edge against its image (hair, fur, soft outlines); with decontaminate, "
                    "also estimates the subject's own colours in the edge pixels. Connect the image and a mask "
                    "from Remove Background, the threshold node or any segmenter. Whole batches at once, GPU when "

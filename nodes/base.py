@@ -15,10 +15,12 @@ class Node:
     """Base of every CleanCut node: the node id is the class name, ``DISPLAY_NAME`` its menu name."""
 
     DISPLAY_NAME: str = ""
+    SEARCH_ALIASES: tuple = ()  # words users type in the node search; /object_info's search_aliases (see README)
     DESCRIPTION: str = ""
     CATEGORY: str = ""
     FUNCTION = "run"
     REQUIRED: dict = {}  # name -> (type, options), in widget order: saved workflows depend on it
+    # options may carry "advanced": True (widgets.advanced): expert settings the front end may fold away
     OPTIONAL: dict = {}  # inputs added later go here, after the existing ones
     HIDDEN: dict = {}
     RETURN_TYPES: tuple = ()

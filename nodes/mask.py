@@ -12,6 +12,9 @@ CATEGORY = "CleanCut/mask"
 
 class CleanCutMask(Node):
     DISPLAY_NAME = "Refine Mask"
+    SEARCH_ALIASES = ("grow mask", "shrink mask", "dilate", "erode", "expand mask", "feather", "fill holes",
+                      "remove islands", "smooth mask", "blur mask", "invert mask", "mask levels", "temporal",
+                      "flicker", "matte cleanup")
     DESCRIPTION = ("Fixes masks for a whole batch in one node, in this order: fill holes, remove islands, grow or "
                    "shrink (round), smooth, feather the edge, levels, smooth across video frames, invert. Every "
                    "step is off at its default. GPU when available.")
@@ -40,14 +43,14 @@ class CleanCutMask(Node):
         "feather": w.integer(0, 0, mk.MAX_FEATHER, (
             "Width in pixels of a linear fade across the mask's edge (not the image border). 0 = off. Replaces "
             "the edge's own softness with the ramp (see feather_mode).")),
-        "feather_mode": (list(mk.FEATHER_MODES), {"default": "both", "tooltip": (
+        "feather_mode": w.advanced((list(mk.FEATHER_MODES), {"default": "both", "tooltip": (
             "Where the feather ramp lies. both: centred on the edge. inside: fades to 0 at the edge, within the "
-            "subject (the subject looks smaller). outside: fades from 1 at the edge into the background (larger).")}),
-        "black_point": w.floating(0.0, 0.0, 1.0, 0.01, (
-            "Levels: mask values at or below this become 0. Higher cuts away faint, semi-transparent parts.")),
-        "white_point": w.floating(1.0, 0.0, 1.0, 0.01, (
+            "subject (the subject looks smaller). outside: fades from 1 at the edge into the background (larger).")})),
+        "black_point": w.advanced(w.floating(0.0, 0.0, 1.0, 0.01, (
+            "Levels: mask values at or below this become 0. Higher cuts away faint, semi-transparent parts."))),
+        "white_point": w.advanced(w.floating(1.0, 0.0, 1.0, 0.01, (
             "Levels: mask values at or above this become 1 (must be above black_point). Lower makes soft parts "
-            "solid.")),
+            "solid."))),
         "invert": ("BOOLEAN", {"default": False, "tooltip": (
             "Output 1 - mask (1 = background), the last step. For Load Image's / Join Image with Alpha's polarity.")}),
         "temporal": w.floating(0.0, 0.0, mk.MAX_TEMPORAL, 0.05, (
@@ -67,6 +70,8 @@ class CleanCutMask(Node):
 
 class CleanCutComposite(Node):
     DISPLAY_NAME = "Composite on Background"
+    SEARCH_ALIASES = ("replace background", "change background", "new background", "green screen",
+                      "background color", "blur background", "paste", "alpha blend", "composite", "overlay")
     DESCRIPTION = ("Places cut-outs on a new background in one step: a colour, an image (fitted cover / contain / "
                    "stretch), the photo itself blurred (the portrait look), or transparent. Straight alpha, blended "
                    "once, optionally in linear light. Connect Refine Edges' foreground and mask for clean edges.")
@@ -91,9 +96,9 @@ class CleanCutComposite(Node):
             "(centred). contain: scaled to fit whole, centred on color. stretch: resized to the size exactly.")}),
         "blur": w.floating(20.0, 0.0, cp.MAX_BLUR, 0.5, (
             "blurred original: Gaussian blur sigma in pixels; higher = softer background. 0 = the photo unblurred.")),
-        "linear_light": ("BOOLEAN", {"default": False, "tooltip": (
+        "linear_light": w.advanced(("BOOLEAN", {"default": False, "tooltip": (
             "Blend the soft edges in linear light (sRGB decoded, blended, encoded): brighter, more natural hair "
-            "and fur edges between contrasting colours. Off: blend the sRGB values, as most editors do.")}),
+            "and fur edges between contrasting colours. Off: blend the sRGB values, as most editors do.")})),
     }
     OPTIONAL = {
         "mask": ("MASK", {"tooltip": (

@@ -46,6 +46,7 @@ class _Filter(Node):
 
 class CleanCutGammaGain(_Filter):
     DISPLAY_NAME = "Gamma / Gain"
+    SEARCH_ALIASES = ("brightness", "exposure", "brighten", "darken", "midtones", "curve", "levels")
     DESCRIPTION = "Gamma curve, then gain, on every image of the batch: out = gain * in^(1/gamma), clamped to 0..1."
     OP = staticmethod(adjust.gamma_gain_core)
     WIDGETS = {
@@ -58,6 +59,7 @@ class CleanCutGammaGain(_Filter):
 
 class CleanCutSaturation(_Filter):
     DISPLAY_NAME = "Colour Saturation"
+    SEARCH_ALIASES = ("color saturation", "vibrance", "desaturate", "grayscale", "greyscale", "colorfulness")
     DESCRIPTION = "Colour saturation like PIL's ImageEnhance.Color: blends each pixel with its grey value."
     OP = staticmethod(adjust.saturation_core)
     WIDGETS = {
@@ -68,6 +70,8 @@ class CleanCutSaturation(_Filter):
 
 class CleanCutCLAHE(_Filter):
     DISPLAY_NAME = "CLAHE (Local Contrast)"
+    SEARCH_ALIASES = ("contrast", "histogram equalization", "histogram equalisation", "equalize", "adaptive contrast",
+                      "detail enhance", "shadows")
     DESCRIPTION = ("Contrast Limited Adaptive Histogram Equalisation on lightness only (L of CIELAB), as "
                    "OpenCV's createCLAHE: brings out detail in dark and bright regions while keeping hue.")
     OP = staticmethod(clahe.clahe_core)
@@ -82,6 +86,7 @@ class CleanCutCLAHE(_Filter):
 
 class CleanCutBilateral(_Filter):
     DISPLAY_NAME = "Bilateral Filter"
+    SEARCH_ALIASES = ("denoise", "noise reduction", "smooth", "edge-preserving blur", "blur", "skin smoothing")
     DESCRIPTION = "Edge-preserving smoothing as OpenCV's bilateralFilter: removes noise, keeps edges sharp."
     OP = staticmethod(filters.bilateral_core)
     WIDGETS = {
@@ -96,6 +101,7 @@ class CleanCutBilateral(_Filter):
 
 class CleanCutSharpen(_Filter):
     DISPLAY_NAME = "Sharpen (Unsharp Mask)"
+    SEARCH_ALIASES = ("unsharp mask", "usm", "sharpness", "detail", "crisp", "enhance edges")
     DESCRIPTION = ("Unsharp-mask sharpening as scikit-image's unsharp_mask: adds back the detail a Gaussian "
                    "blur removes, scaled by amount.")
     OP = staticmethod(filters.unsharp_core)
@@ -110,6 +116,8 @@ class CleanCutSharpen(_Filter):
 
 class CleanCutPreprocess(Node):
     DISPLAY_NAME = "Preprocess (all-in-one)"
+    SEARCH_ALIASES = ("preprocessing", "enhance", "photo enhance", "color correction", "denoise", "contrast",
+                      "sharpen", "saturation", "gamma", "unraphael")
     DESCRIPTION = ("The unraphael app's preprocessing in one node, in this order: bilateral -> CLAHE -> saturation "
                    "-> sharpen -> gamma -> gain. Neutral values skip a step; the defaults return the input.")
     CATEGORY = CATEGORY
@@ -125,14 +133,15 @@ class CleanCutPreprocess(Node):
                                  "0 = grey, 1 = unchanged (off), above 1 = more vivid."),
         "clip_limit": w.floating(0.0, 0.0, 40.0, 0.1, "Step 2, CLAHE clip limit on lightness (OpenCV "
                                  "meaning). 0 = CLAHE off; 2 is a common start."),
-        "tile_grid": w.integer(8, 1, 64, "Step 2, CLAHE tiles per side (used when clip_limit > 0)."),
+        "tile_grid": w.advanced(w.integer(8, 1, 64, "Step 2, CLAHE tiles per side (used when clip_limit > 0).")),
         "sharpness": w.floating(0.0, 0.0, 5.0, 0.05, "Step 4, the unraphael app's 'Sharpness Sigma': unsharp-mask "
                                 "amount (1 = 100 %). 0 = off."),
         "gamma": w.floating(1.0, 0.1, 5.0, 0.01, "Step 5, gamma: out = in^(1/gamma). Above 1 brightens "
                             "mid-tones, 1 = off."),
         "gain": w.floating(1.0, 0.0, 4.0, 0.01, "Step 6, brightness multiplier after gamma; 1 = off."),
-        "sharpen_radius": w.floating(2.0, 0.1, 50.0, 0.1, "Step 4, the unraphael app's 'Sharpening Radius': Gaussian "
-                                     "sigma of the unsharp mask in pixels (used when sharpness > 0)."),
+        "sharpen_radius": w.advanced(w.floating(2.0, 0.1, 50.0, 0.1, "Step 4, the unraphael app's 'Sharpening "
+                                                "Radius': Gaussian sigma of the unsharp mask in pixels (used when "
+                                                "sharpness > 0).")),
     }
 
     def run(self, image, **controls):
@@ -146,6 +155,8 @@ class CleanCutPreprocess(Node):
 
 class CleanCutCompare(Node):
     DISPLAY_NAME = "Compare Side by Side"
+    SEARCH_ALIASES = ("before after", "before and after", "compare images", "split view", "comparison", "stack images",
+                      "concatenate images")
     DESCRIPTION = ("Two image batches side by side (b resized to a's height), with an optional caption; "
                    "a batch of 1 pairs with every image of the other batch.")
     CATEGORY = CATEGORY

@@ -12,6 +12,8 @@ from .base import Node
 
 class CleanCutSave(Node):
     DISPLAY_NAME = "Save Cut-outs"
+    SEARCH_ALIASES = ("save", "save image", "save png", "save mask", "save alpha", "save transparent", "export",
+                      "cutout", "download")
     DESCRIPTION = ("Saves each batch item's original, cut-out, extracted subject and mask under one shared "
                    "name (<prefix>_<counter>_<role>.png), losslessly with alpha, never overwriting a file.")
     CATEGORY, FUNCTION, OUTPUT_NODE = "CleanCut/output", "save", True

@@ -20,3 +20,9 @@ def floating(default: float, low: float, high: float, step: float, tooltip: str)
 def integer(default: int, low: int, high: int, tooltip: str, step: int = 1) -> tuple:
     return number("INT", default, low, high, step, tooltip)
 
+
+def advanced(spec: tuple) -> tuple:
+    """``spec`` marked as an expert setting: front ends that support it fold the widget away until the user asks
+    for advanced inputs. Only a display hint: the widget keeps its place and value in saved workflows."""
+    kind, *rest = spec
+    return (kind, {**(rest[0] if rest else {}), "advanced": True})

@@ -1,9 +1,12 @@
 """runtime: the ComfyUI adapter with fake ComfyUI modules (progress, cancel, devices, folders) and without."""
 
+import json
+import sys
 import types
 
 import pytest
 import torch
+from conftest import ROOT, load_pack
 
 
 class Interrupted(Exception):
@@ -35,7 +38,8 @@ def fake_comfy(pack, monkeypatch, tmp_path):
             throw_exception_if_processing_interrupted=throw_exception_if_processing_interrupted),
         "folder_paths": types.SimpleNamespace(
             models_dir=str(tmp_path / "models"), folder_names_and_paths=folders,
-            get_folder_paths=lambda kind: folders[kind][0], get_output_directory=lambda: str(tmp_path / "out")),
+            get_folder_paths=lambda kind: folders[kind][0], get_output_directory=lambda: str(tmp_path / "out"),
+            get_input_directory=lambda: str(tmp_path / "input")),
         "comfy.cli_args": types.SimpleNamespace(args=types.SimpleNamespace(disable_metadata=True)),
     }
     monkeypatch.setattr(pack.utils.runtime, "comfy", lambda name: modules.get(name))
@@ -107,3 +111,58 @@ def test_pick_backend(pack, monkeypatch, caplog):
     monkeypatch.setenv("CLEANCUT_BACKEND", "fast")
     with pytest.raises(ValueError, match="CLEANCUT_BACKEND"):
         rt.pick_backend(torch.device("cpu"))
+
+
+def test_sample_images_are_copied_into_comfys_input_folder(pack, fake_comfy):
+    rt, inputs = pack.utils.runtime, fake_comfy.tmp / "input"
+    names = [p.name for p in pack.SAMPLE_INPUTS]
+    assert rt.provide_input_files(pack.SAMPLE_INPUTS) == names
+    assert all((inputs / p.name).read_bytes() == p.read_bytes() for p in pack.SAMPLE_INPUTS)
+    assert rt.provide_input_files(pack.SAMPLE_INPUTS) == [], "already there: nothing copied twice"
+
+
+def test_sample_images_never_replace_a_users_file(pack, fake_comfy):
+    inputs = fake_comfy.tmp / "input"
+    inputs.mkdir()
+    (inputs / "cleancut_cat.jpg").write_bytes(b"the user's own cat")
+    copied = pack.utils.runtime.provide_input_files(pack.SAMPLE_INPUTS)
+    assert "cleancut_cat.jpg" not in copied and copied, "the others are still copied"
+    assert (inputs / "cleancut_cat.jpg").read_bytes() == b"the user's own cat"
+
+
+def test_an_input_folder_that_cannot_be_written_only_warns(pack, fake_comfy, monkeypatch, caplog):
+    rt = pack.utils.runtime
+    (fake_comfy.tmp / "a_file").write_text("not a folder")
+    monkeypatch.setattr(fake_comfy.modules["folder_paths"], "get_input_directory",
+                        lambda: str(fake_comfy.tmp / "a_file" / "input"))
+    with caplog.at_level("WARNING", logger="cleancut"):
+        assert rt.provide_input_files(pack.SAMPLE_INPUTS) == []
+    assert "cleancut_cat.jpg" in caplog.text and "README" in caplog.text
+
+
+def test_a_copy_that_fails_halfway_leaves_no_broken_file(pack, fake_comfy, monkeypatch):
+    rt = pack.utils.runtime
+
+    def disk_full(source, target):
+        target.write(source.read(10))
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(rt.shutil, "copyfileobj", disk_full)
+    assert rt.provide_input_files(pack.SAMPLE_INPUTS[:1]) == []
+    assert not (fake_comfy.tmp / "input" / pack.SAMPLE_INPUTS[0].name).exists()
+
+
+def test_outside_comfy_no_input_files_are_copied(pack):
+    assert pack.utils.runtime.provide_input_files(pack.SAMPLE_INPUTS) == []
+
+
+def test_loading_the_pack_in_comfy_provides_every_file_the_example_workflows_load(monkeypatch, tmp_path):
+    """A fresh ComfyUI (empty input folder) loads the pack: every image a Load Image node of an example
+    workflow names is then in the input folder, and the import itself needs nothing else from ComfyUI."""
+    fake = types.SimpleNamespace(get_input_directory=lambda: str(tmp_path / "input"))
+    monkeypatch.setitem(sys.modules, "folder_paths", fake)
+    load_pack()  # a fresh module name: a fresh runtime.comfy cache that finds the fake folder_paths
+    named = {node["widgets_values"][0] for wf in (ROOT / "example_workflows").glob("*.json")
+             for node in json.loads(wf.read_text())["nodes"] if node["type"] == "LoadImage"}
+    assert named and named <= {p.name for p in (tmp_path / "input").iterdir()}
+

@@ -11,8 +11,9 @@ import pytest
 import torch
 from conftest import ROOT
 from executor import PromptError, run_prompt
+from make_workflows import CANVAS, ZOOM
 from PIL import Image
-from workflows import core_stand_ins, ui_to_api, widget_names
+from workflows import TITLE_HEIGHT, core_stand_ins, min_size, ui_to_api, widget_names
 
 WORKFLOWS = sorted((ROOT / "example_workflows").glob("*.json"))
 
@@ -51,6 +52,65 @@ def test_widgets_match_input_types(path, classes):
                 assert value in kind[0], f"{path.stem} node {node['id']}.{name}: {value!r} no longer an option"
             elif kind[0] in ("INT", "FLOAT"):
                 assert kind[1]["min"] <= value <= kind[1]["max"], f"{node['type']}.{name} out of range"
+
+
+def _boxes(workflow: dict) -> dict:
+    """{node id: (left, top, right, bottom)} in graph units, title bar included (the saved pos is below it)."""
+    return {n["id"]: (n["pos"][0], n["pos"][1] - TITLE_HEIGHT, n["pos"][0] + n["size"][0], n["pos"][1] + n["size"][1])
+            for n in workflow["nodes"]}
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
+def test_opens_readable_on_the_graph(path):
+    """The saved view: a zoom at which the front end draws titles and widget text, the graph in view (all of it
+    on the reference canvas, or its start when even the smallest readable zoom cannot show it all)."""
+    workflow = json.loads(path.read_text())
+    ds = workflow["extra"]["ds"]
+    assert ZOOM[0] <= ds["scale"] <= ZOOM[1], f"opens at {ds['scale']:.0%}"
+    boxes = _boxes(workflow).values()
+    screen = [[(v + ds["offset"][i % 2]) * ds["scale"] for i, v in enumerate(box)] for box in boxes]
+    left, top = min(s[0] for s in screen), min(s[1] for s in screen)
+    right, bottom = max(s[2] for s in screen), max(s[3] for s in screen)
+    assert 0 <= left < CANVAS[0] / 4 and 0 <= top < CANVAS[1] / 4, "the view starts away from the graph"
+    assert bottom <= CANVAS[1], "the graph runs off the bottom"
+    assert right <= CANVAS[0] or ds["scale"] == ZOOM[0], "the graph would fit at a lower zoom"
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
+def test_no_node_overlaps_another(path):
+    boxes = sorted(_boxes(json.loads(path.read_text())).items())
+    for i, (a, (al, at, ar, ab)) in enumerate(boxes):
+        for b, (bl, bt, br, bb) in boxes[i + 1:]:
+            assert min(ar, br) <= max(al, bl) or min(ab, bb) <= max(at, bt), f"nodes {a} and {b} overlap"
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
+def test_every_link_runs_left_to_right(path):
+    """Data flows left to right: each link leaves a node that ends left of where its target starts."""
+    workflow = json.loads(path.read_text())
+    boxes = _boxes(workflow)
+    for link_id, src, _, dst, *_ in workflow["links"]:
+        assert boxes[src][2] < boxes[dst][0], f"link {link_id} ({src} -> {dst}) runs back"
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
+def test_node_sizes_fit_their_widgets(path, classes):
+    """At least the size the front end computes from the slots, widgets and pictures: a smaller saved size is
+    grown on load, into the neighbours."""
+    for node in json.loads(path.read_text())["nodes"]:
+        width, height = min_size(classes[node["type"]])
+        assert node["size"][0] >= width and node["size"][1] >= height, \
+            f"{path.stem} node {node['id']} ({node['type']}): {node['size']} < {[width, height]}"
+
+
+def test_min_size_counts_slots_widgets_and_pictures(classes):
+    """The front end's arithmetic (20 px per slot row, 20 + 4 per widget, 8 + 6 padding, a 220 px picture),
+    checked against sizes measured in ComfyUI_frontend 1.27 (LGraphNode.computeSize)."""
+    assert min_size(classes["CleanCutRembg"]) == (210, 362)  # 3 outputs, 12 widgets
+    assert min_size(classes["CleanCutSaturation"]) == (210, 58)
+    assert min_size(classes["CleanCutSave"]) == (210, 366)  # 4 slot rows, 2 widgets, the saved pictures
+    assert min_size(classes["LoadImage"]) == (210, 326)  # file combo, upload button, picture
+    assert min_size(classes["PreviewImage"]) == (140, 258)
 
 
 @pytest.mark.parametrize("path", RUNS)

@@ -33,6 +33,47 @@ def widget_names(cls) -> list[str]:
     return names
 
 
+# Node geometry as the front end computes it (LGraphNode.computeSize, ComfyUI_frontend 1.27): a node's saved size
+# excludes its title bar; on load the front end grows any node smaller than this, into its neighbours.
+TITLE_HEIGHT, SLOT_HEIGHT, WIDGET_HEIGHT, WIDGET_GAP = 30, 20, 20, 4
+IMAGE_PREVIEW_HEIGHT = 220  # the picture Load Image shows, and Preview / Save nodes after a run
+MIN_WIDTH, MIN_WIDTH_WITH_WIDGETS = 140, 210
+
+
+def socket_inputs(cls) -> list[str]:
+    """Inputs that only take links (IMAGE, MASK, ...): one slot row each, no widget."""
+    spec = cls.INPUT_TYPES()
+    names = set(widget_names(cls))
+    return [n for section in ("required", "optional") for n in spec.get(section, {}) if n not in names]
+
+
+def has_upload(cls) -> bool:
+    """An ``image_upload`` combo (Load Image): the front end adds an upload button and shows the picture."""
+    spec = cls.INPUT_TYPES()
+    return any(len(s) > 1 and isinstance(s[1], dict) and s[1].get("image_upload")
+               for section in ("required", "optional") for s in spec.get(section, {}).values())
+
+
+def shows_images(cls) -> bool:
+    """Load Image and output nodes (Preview, Save) draw pictures below their widgets."""
+    return has_upload(cls) or bool(getattr(cls, "OUTPUT_NODE", False))
+
+
+def drawn_widgets(cls) -> int:
+    """Widgets the front end draws: one per widget input, plus an upload button."""
+    return len(widget_names(cls)) + has_upload(cls)
+
+
+def min_size(cls) -> tuple[int, int]:
+    """The smallest (width, height) the front end gives a node of this class, title bar excluded."""
+    rows = max(len(socket_inputs(cls)), len(cls.RETURN_TYPES), 1)
+    widgets = drawn_widgets(cls) * (WIDGET_HEIGHT + WIDGET_GAP)
+    if shows_images(cls):
+        widgets += IMAGE_PREVIEW_HEIGHT + WIDGET_GAP
+    height = rows * SLOT_HEIGHT + (widgets + 8 if widgets else 0) + 6
+    return (MIN_WIDTH_WITH_WIDGETS if drawn_widgets(cls) else MIN_WIDTH), height
+
+
 def ui_to_api(workflow: dict, classes: dict) -> dict:
     links = {link[0]: (str(link[1]), link[2]) for link in workflow["links"]}
     api = {}

@@ -10,7 +10,8 @@ import contextlib
 import importlib
 import logging
 import os
-from collections.abc import Callable, Sequence
+import shutil
+from collections.abc import Callable, Iterable, Sequence
 from functools import cache
 
 import numpy as np
@@ -249,6 +250,39 @@ def output_directory() -> str:
     if fp is not None:
         return fp.get_output_directory()
     return os.environ.get("CLEANCUT_OUTPUT_DIR", "output")
+
+
+def provide_input_files(files: Iterable[str | os.PathLike]) -> list[str]:
+    """Copy each file into ComfyUI's input folder where no file of its name is; the names copied.
+
+    The example workflows' Load Image nodes name the pack's sample photos, which a fresh ComfyUI lacks. A file
+    already there (the user's, or an earlier copy) is never replaced. Never raises: a read-only input folder
+    only logs a warning, and the workflows then say which file is missing. Outside ComfyUI: nothing, ``[]``.
+    """
+    fp = comfy("folder_paths")
+    if fp is None or not hasattr(fp, "get_input_directory"):
+        return []
+    copied, folder = [], fp.get_input_directory()
+    for src in map(os.fspath, files):
+        dest = os.path.join(folder, os.path.basename(src))
+        try:
+            os.makedirs(folder, exist_ok=True)
+            with open(src, "rb") as source, open(dest, "xb") as target:  # "x": fails if the name exists, no race
+                try:
+                    shutil.copyfileobj(source, target)
+                except OSError:
+                    os.remove(dest)  # ours, half written: leave no broken image behind
+                    raise
+        except FileExistsError:
+            continue
+        except OSError as e:
+            log.warning("CleanCut: could not copy the sample image %s into ComfyUI's input folder %s (%s); the "
+                        "example workflows need it there (see the README).", os.path.basename(src), folder, e)
+            continue
+        copied.append(os.path.basename(src))
+    if copied:
+        log.info("CleanCut: copied the example workflows' sample images into %s: %s", folder, ", ".join(copied))
+    return copied
 
 
 def metadata_disabled() -> bool:
