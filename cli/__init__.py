@@ -13,8 +13,8 @@ import dataclasses
 import io
 import json
 import logging
-import signal
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +41,7 @@ from .options import (
     build_parser,
     resolve,
 )
+from .stopping import INTERRUPTED, STALE_TEMP_S, StopAfterBatch, ctrl_c_ignored_after, disk_full, file_id, say
 
 log = logging.getLogger("cleancut")
 SAMPLES = ("astronaut", "chelsea", "coffee", "rocket")
@@ -81,6 +82,7 @@ def cut_out(batch, args, on_progress=None) -> dict:
     cut, extracted = (out["image"], out["extracted"]) if args.method == "rembg" else (out["images"], out["images"])
     mask = out["mask"]
     if args.refine_options is not None:  # Refine Edges on the image the mask was made from
+        del out, cut  # its cut-out is replaced: freed before Refine Edges makes its own (768 MB at 48 MP)
         refined = call(REFINE_NODE, image=processed, mask=mask, **dataclasses.asdict(args.refine_options))
         cut, mask = refined["image"], refined["mask"]
         colour = rb.BACKGROUNDS.get(getattr(args.options, "background", "transparent"))
@@ -92,41 +94,13 @@ def cut_out(batch, args, on_progress=None) -> dict:
 def settings_metadata(args) -> dict:
     """What a run's files record about how they were made (the options that applied)."""
     flags = REMBG_FLAGS if args.method == "rembg" else THRESHOLD_FLAGS
-    refine = {"refine": args.refine, "band_width": args.band_width} if args.refine else {}
+    refine = {"refine": args.refine, "band_width": args.band_width,  # Refine Edges' decontaminate, either method
+              "decontaminate": args.decontaminate} if args.refine else {}
     return {"method": args.method, **{k: getattr(args, k) for k in (*flags, *PREPROCESS)}, **refine}
-
-
-def say(line: str) -> None:
-    """One line on stderr, above the progress bar if there is one."""
-    from tqdm import tqdm
-
-    tqdm.write(line, file=sys.stderr)
 
 
 def count(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
-
-
-class StopAfterBatch:
-    """First Ctrl-C: finish the current batch, then stop. Second Ctrl-C: stop at once (KeyboardInterrupt)."""
-
-    def __enter__(self):
-        self.requested = False
-        try:
-            self.previous = signal.signal(signal.SIGINT, self._handle)
-        except ValueError:  # not the main thread: Ctrl-C is not ours to handle
-            self.previous = None
-        return self
-
-    def __exit__(self, *exc):
-        if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)
-
-    def _handle(self, *_):
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-        say("\nstopping after the current batch (Ctrl-C again to stop now)")
 
 
 def check_model(options) -> None:
@@ -140,6 +114,11 @@ def check_model(options) -> None:
 
 def target(out: Path, stem: str, role: str, fmt: str) -> Path:
     return out / f"{stem}_{role}{saving.FORMATS[fmt]}"  # the name saving.write_item gives the file
+
+
+def targets(args, src: imageio.Source) -> list[Path]:
+    """Every file ``src`` gets: a role per frame."""
+    return [target(args.out, s, r, args.format) for s in src.item_stems for r in args.roles]
 
 
 def clear(out: Path, stem: str, roles, fmt: str) -> None:
@@ -161,20 +140,27 @@ def gather(args) -> tuple[imageio.Collected, list[imageio.Source], list[str], in
         raise UsageError("no input files found")
     todo, failed, skipped, inputs = [], list(found.failed), 0, set(found.paths)
     for src in imageio.plan(found.paths):
-        targets = [target(args.out, s, r, args.format) for s in src.item_stems for r in args.roles]
-        clash = next((t for t in targets if t.resolve() in inputs), None)
+        paths = targets(args, src)
+        clash = next((t for t in paths if t.resolve() in inputs), None)
         if clash is not None:
             failed.append(f"{src.path}: its output {clash.name} would replace an input file; write to another --out")
-        elif not args.overwrite and all(t.is_file() for t in targets):
+        elif not args.overwrite and all(t.is_file() for t in paths):  # the skip rule
             skipped += 1
         else:
             todo.append(src)
     return found, todo, failed, skipped
 
 
+def on_disk(args, todo: list[imageio.Source]) -> dict[Path, tuple[int, int]]:
+    """The output files of ``todo`` that exist before the run (an incomplete set, or --overwrite)."""
+    found = {p: file_id(p) for src in todo for p in targets(args, src)}
+    return {p: i for p, i in found.items() if i is not None}
+
+
 @dataclasses.dataclass
 class Run:
-    """The progress of ``cutout``: frames still to write per input, failures, files written."""
+    """The progress of ``cutout``: frames still to write per input, failures, files written, and why the run
+    stopped before its end (``stopped``: the summary's "<why>: N inputs not processed")."""
 
     args: argparse.Namespace
     left: dict[Path, int]
@@ -183,6 +169,7 @@ class Run:
     written: int = 0
     reasons: dict[Path, str] = dataclasses.field(default_factory=dict)  # per input: why it failed
     files: dict[Path, int] = dataclasses.field(default_factory=dict)  # per input: files written
+    stopped: str = ""
 
     def give_up(self, src: imageio.Source, reason: str) -> None:
         if self.left.pop(src.path, None) is not None:
@@ -202,7 +189,7 @@ class Run:
                 self.give_up(src, f"{src.path}: {str(exc) or type(exc).__name__}")
             return
         for i, (src, k) in enumerate(items):
-            if src.path in self.left:
+            if src.path in self.left and not self.stopped:  # a full disk: the rest is not processed
                 self.write(src, k, tensors, i)
 
     def write(self, src: imageio.Source, k: int, tensors: dict, i: int) -> None:
@@ -215,60 +202,112 @@ class Run:
             self.files[src.path] = self.files.get(src.path, 0) + n
         except (ValueError, OSError) as exc:
             self.give_up(src, f"{src.path}: {exc}")
+            full = disk_full(exc)
+            if full is not None:  # every later write would fail the same way, after decoding and cutting out
+                self.stopped = f"stopped ({full.strerror or 'no space left on the device'})"
             return
         self.left[src.path] -= 1
         if not self.left[src.path]:
             del self.left[src.path]
             self.done += 1
 
+    def settle(self, todo: list[imageio.Source], before: dict[Path, tuple[int, int]]) -> None:
+        """After an interrupt, count what is on disk for the inputs whose end was not reported (a write or a
+        worker's batch cut short): the files written since ``before``, and an input done when its whole set
+        was (what the skip rule of a re-run goes by)."""
+        for src in todo:
+            if src.path not in self.left:
+                continue
+            paths = targets(self.args, src)
+            new = sum(file_id(p) not in (None, before.get(p)) for p in paths)
+            self.written += max(0, new - self.files.get(src.path, 0))
+            self.files[src.path] = max(new, self.files.get(src.path, 0))
+            if new == len(paths):
+                del self.left[src.path]
+                self.done += 1
 
-def cutout_command(args) -> int:
+
+def make_out(run: Run) -> bool:
+    """Create --out (and clean up what a killed run left there); False, the run stopped, when it cannot be."""
+    out = run.args.out
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        say(f"failed: cannot create the output folder {out} ({exc.strerror or exc}); choose a writable --out")
+        run.stopped = "stopped (no output folder)"
+        return False
+    saving.remove_temps(str(out), modified_before=time.time() - STALE_TEMP_S)
+    return True
+
+
+def run_batches(run: Run, todo: list[imageio.Source], stop: StopAfterBatch) -> None:
+    """The local engine: each batch cut out and written in turn, until all are done, Ctrl-C or a full disk."""
     from tqdm import tqdm
 
+    args = run.args
+    with tqdm(total=sum(run.left.values()), unit="img", disable=args.quiet) as bar:
+        for items, batch, errors in imageio.batches(todo, args.batch_size, args.max_pixels):
+            start, size = bar.n, len(items)
+
+            def follow(fraction, start=start, size=size):  # per image, not per batch
+                bar.n = start + int(fraction * size)
+                bar.refresh()
+
+            run.take(items, batch, errors, follow)
+            bar.n = start
+            bar.update(len(items) + sum(src.frames for src, _ in errors))
+            if stop.requested or run.stopped:
+                break
+
+
+def guarded(run: Run, todo: list[imageio.Source], stop: StopAfterBatch, work) -> None:
+    """``work()`` (either engine's batches) in --out, under Ctrl-C: after an interrupt the run counts what is on
+    disk, so its summary matches the files whenever it stops."""
+    before = None
+    try:
+        if todo and make_out(run):
+            before = on_disk(run.args, todo)
+            work()
+        stop.finish()
+    except KeyboardInterrupt:  # the second Ctrl-C, once (StopAfterBatch)
+        say("cleancut cutout: stopped at once (second Ctrl-C); the rest of the batches in progress was dropped")
+    stop.finish()
+    if stop.requested:
+        run.stopped = INTERRUPTED
+        if before is not None:
+            run.settle(todo, before)
+
+
+def cutout_command(args) -> int:
     if args.engine == "ray":  # Ray is imported only here: the pack and the local CLI never need it
         from .ray_engine import require_ray, run_on_ray
 
         require_ray()  # before any input is read or the output folder made
     found, todo, failed, skipped = gather(args)
-    if todo:
-        if args.method == "rembg":
-            check_model(args.options)
-        args.out.mkdir(parents=True, exist_ok=True)
+    if todo and args.method == "rembg":
+        check_model(args.options)
     if args.engine == "ray":
         return run_on_ray(args, found, todo, failed, skipped)
     run = Run(args, {src.path: src.frames for src in todo}, failed)
-    with StopAfterBatch() as stop, tqdm(total=sum(run.left.values()), unit="img", disable=args.quiet) as bar:
-        try:
-            for items, batch, errors in imageio.batches(todo, args.batch_size, args.max_pixels):
-                start, size = bar.n, len(items)
-
-                def follow(fraction, start=start, size=size):  # per image, not per batch
-                    bar.n = start + int(fraction * size)
-                    bar.refresh()
-
-                run.take(items, batch, errors, follow)
-                bar.n = start
-                bar.update(len(items) + sum(src.frames for src, _ in errors))
-                if stop.requested:
-                    break
-        except KeyboardInterrupt:
-            say(f"cleancut cutout: stopped at once (second Ctrl-C): {count(run.written, 'file')} written to "
-                f"{args.out}, {count(len(run.left), 'input')} not processed")
-            return EXIT_INTERRUPTED
-    return report(args, found, skipped, run, len(run.left) if stop.requested else None)
+    with StopAfterBatch(getattr(args, "for_process", False)) as stop:
+        guarded(run, todo, stop, lambda: run_batches(run, todo, stop))
+        return report(args, found, skipped, run)
 
 
-def report(args, found: imageio.Collected, skipped: int, run: Run, not_processed: int | None = None) -> int:
+def report(args, found: imageio.Collected, skipped: int, run: Run) -> int:
     """The failures on stderr, the one-line summary on stdout; the exit code. Both engines end here."""
     for line in run.failed:
         say(f"failed: {line}")
     summary = (f"cleancut cutout: {count(len(found.paths) + len(found.failed), 'input')}: {run.done} done, "
                f"{skipped} skipped{' (outputs exist; --overwrite redoes them)' if skipped else ''}, "
                f"{len(run.failed)} failed; {count(run.written, 'file')} written to {args.out}")
-    if not_processed is not None:
-        summary += f"; interrupted: {count(not_processed, 'input')} not processed"
+    if run.stopped:
+        summary += f"; {run.stopped}: {count(len(run.left), 'input')} not processed"
     sys.stdout.write(summary + "\n")
-    return EXIT_INTERRUPTED if not_processed is not None else (EXIT_FAILED if run.failed else EXIT_OK)
+    sys.stdout.flush()  # before the interpreter's teardown, which may take a while
+    if run.stopped == INTERRUPTED:
+        return EXIT_INTERRUPTED
+    return EXIT_FAILED if run.failed or run.stopped else EXIT_OK
 
 
 def demo_command(args) -> int:
@@ -346,16 +385,21 @@ def _logging():
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the command line; returns the exit code (see ``EXIT_CODES``). Errors are one line on stderr."""
+    """Run the command line; returns the exit code (see ``EXIT_CODES``). Errors are one line on stderr.
+
+    ``argv`` ``None``: the process's own command line (the console script, ``python -m cleancut``); Ctrl-C is
+    then ignored once the command is over, as only the process's exit follows (see :class:`StopAfterBatch`).
+    """
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:  # --help, or a usage error already reported in one line
         return exc.code if isinstance(exc.code, int) else EXIT_OK
     commands = {"demo": demo_command, "cutout": cutout_command, "models": models_command}
-    with _logging():
+    with _logging(), ctrl_c_ignored_after(argv is None):
         try:
             if args.command != "models":
                 resolve(args)
+            args.for_process = argv is None
             return commands[args.command](args)
         except UsageError as exc:
             say(f"cleancut {args.command}: {exc}")

@@ -56,7 +56,8 @@ ENGINE_FLAGS = ("address", "workers", "gpus_per_worker")  # apply with --engine 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
-EXIT_CODES = "exit codes: 0 done, 1 an input failed (or no model), 2 usage error, 130 interrupted (Ctrl-C)"
+EXIT_CODES = ("exit codes: 0 done, 1 an input failed (or no model, or the run stopped early: a full disk, no output "
+              "folder), 2 usage error, 130 interrupted (Ctrl-C)")
 
 
 class UsageError(Exception):
@@ -276,9 +277,11 @@ def not_applicable(args: argparse.Namespace, given: set[str]) -> str | None:
     """The first given option that would be ignored, worded as an error; ``None`` when all apply."""
     other = "threshold" if args.method == "rembg" else "rembg"
     closed_form = args.refine == "closed-form"
+    refines = set(MATTING_FLAGS if closed_form else ()) | ({"decontaminate"} if args.refine else set())
     for dest in THRESHOLD_FLAGS if other == "threshold" else REMBG_FLAGS:
-        if dest in given and not (closed_form and dest in MATTING_FLAGS):  # --refine closed-form's trimap
-            return f"{flag(dest)} applies to --method {other} only (this run uses --method {args.method})"
+        if dest in given and dest not in refines:  # Refine Edges' inputs, after either method
+            also = ", or with --refine (Refine Edges then estimates the colours)" if dest == "decontaminate" else ""
+            return f"{flag(dest)} applies to --method {other} only{also} (this run uses --method {args.method})"
     rules = [(MATTING_FLAGS, not (args.alpha_matting or closed_form),
               "applies with --alpha-matting or --refine closed-form only"),
              (("band_width",), args.refine != "guided filter", "applies with --refine 'guided filter' only"),

@@ -1,16 +1,20 @@
-"""``cleancut cutout --engine ray``: the local pipeline on a Ray cluster, with Ray Data.
+"""``cleancut cutout --engine ray``: the local pipeline on a Ray cluster, in a pool of Ray actors.
 
 The driver does what the local engine does before any pixel is read (:func:`..gather`: inputs, output names,
-the skip rule, the model check), then hands the inputs to Ray: a Dataset of ``(path, stem, frames)`` rows,
-``map_batches`` over :class:`CutoutFiles`, a callable class of which each worker holds one instance, hence
-one model session, for the whole run. A worker cuts out its inputs with the local engine's own code
-(:class:`..Run`: same batches, nodes, names, metadata) and writes them to ``--out`` itself, so ``--out`` must
-be a folder every worker reaches (one machine, or a shared file system); one result row per input comes
-back, and the driver prints the local engine's summary.
+the skip rule, the model check), then starts ``--workers`` :class:`CutoutFiles` actors, each holding one model
+session for the whole run, and hands each idle actor the next batch of ``(path, stem, frames)`` rows. A worker
+cuts out its inputs with the local engine's own code (:class:`..Run`: same batches, nodes, names, metadata) and
+writes them to ``--out`` itself, so ``--out`` must be a folder every worker reaches (one machine, or a shared
+file system); one small result per input comes back, and the driver prints the local engine's summary.
 
 Work is not lost: Ray restarts a worker that dies and retries its batch (``MAX_RETRIES`` times; a batch that
 still fails fails its inputs, not the run), a re-run skips inputs whose outputs exist, and a corrupt input
-fails alone, as locally.
+fails alone, as locally. Ctrl-C works as locally: the first lets the batches in progress finish, the second
+stops the workers at once; the summary then counts what is on disk.
+
+The actors are plain Ray actors rather than a Ray Data pool: Ray Data passes its pool actors their settings as
+object-store references, and Ray Core logs an ERROR ("constructor arguments in the object store and
+max_restarts > 0", ray-project/ray#53727) for every restartable actor made so; these take theirs by value.
 
 Ray is imported here only, when the engine runs: the pack and the local CLI never need it
 (``pip install "cleancut[ray]"``). Workers import the pack as the package ``cleancut``.
@@ -25,24 +29,25 @@ import importlib
 import logging
 import math
 import os
-import warnings
+import time
 from pathlib import Path
 
 import numpy as np
 
-from ..utils import imageio, runtime
+from ..utils import imageio, runtime, saving
 from .options import UsageError, as_flags, build_parser, canonical_flags, resolve
 
 PACKAGE = "cleancut"  # the name workers import the pack by
 MAX_RETRIES = 3  # a batch whose worker died is run again this many times
+WAIT_S = 0.1  # ray.wait holds Ctrl-C back (two presses in one wait count once): the driver looks up this often
+STOP_WAIT_S = 30.0  # at most this long for stopped workers to be gone (their files with them)
 RAY_HINT = 'the ray engine needs Ray: pip install "cleancut[ray]" (or pip install "ray[data]")'
 
 
 def require_ray():
-    """The ``ray`` module (with Ray Data); a usage error that says what to install when it is missing."""
+    """The ``ray`` module; a usage error that says what to install when it is missing."""
     try:
         import ray
-        import ray.data  # noqa: F401
     except ImportError as exc:
         raise UsageError(RAY_HINT) from exc
     return ray
@@ -61,7 +66,7 @@ def _worker_args(flags: list[str], cpus: int):
 
 
 class CutoutFiles:
-    """Ray Data callable class of the ray engine: cuts out a batch of input files and writes their outputs.
+    """The ray engine's actor: cuts out batches of input files and writes their outputs (:meth:`cut`).
 
     Args:
         flags: the driver's resolved settings as flags (:func:`.options.canonical_flags`); ``out`` the folder.
@@ -79,21 +84,23 @@ class CutoutFiles:
 
             check_model(self.args.options)  # each node has its own model folder: fetched or verified once
 
-    def __call__(self, batch: dict) -> dict:
+    def cut(self, rows: list[tuple[str, str, int]]) -> list[dict]:
+        """``(path, stem, frames)`` per input -> per input: ``failed`` (the reason, or ""), ``written`` (files),
+        ``done``, and ``stopped`` (why the batch stopped early: a full disk; "" when it did not)."""
         from . import Run
 
-        sources = [imageio.Source(Path(p), s, int(f))
-                   for p, s, f in zip(batch["path"], batch["stem"], batch["frames"], strict=True)]
+        sources = [imageio.Source(Path(p), s, int(f)) for p, s, f in rows]
         if self.fault and not os.path.exists(self.fault[0]) and self.fault[1] in {s.stem for s in sources}:
             Path(self.fault[0]).touch()
             os._exit(1)  # a worker lost mid-run (a crash, a pre-empted node): Ray must redo this batch
         run = Run(self.args, {s.path: s.frames for s in sources}, [])
         for items, images, errors in imageio.batches(sources, self.args.batch_size, self.args.max_pixels):
             run.take(items, images, errors)
-        return {"path": [str(s.path) for s in sources],
-                "failed": [run.reasons.get(s.path, "") for s in sources],
-                "written": [run.files.get(s.path, 0) for s in sources],
-                "frames": [s.frames for s in sources]}
+            if run.stopped:
+                break
+        return [{"failed": run.reasons.get(s.path, ""), "written": run.files.get(s.path, 0),
+                 "done": s.path not in run.left and s.path not in run.reasons, "stopped": run.stopped}
+                for s in sources]
 
 
 def _start(ray, address: str | None) -> bool:
@@ -141,56 +148,126 @@ def worker_class():
 
 def run_on_ray(args, found, todo, failed, skipped, fault: tuple[str, str] | None = None) -> int:
     """The ``cutout`` command on Ray: ``todo`` (from :func:`..gather`) cut out by workers; the local summary."""
-    from tqdm import tqdm
-
-    from . import Run, report
+    from . import Run, StopAfterBatch, guarded, report
 
     ray = require_ray()
     run = Run(args, {src.path: src.frames for src in todo}, failed)
-    if not todo:
+    with StopAfterBatch(getattr(args, "for_process", False)) as stop:
+        guarded(run, todo, stop, lambda: _run(ray, run, todo, stop, fault))
         return report(args, found, skipped, run)
-    cls = worker_class()
-    args.out.mkdir(parents=True, exist_ok=True)
-    started = _start(ray, args.address)
+
+
+def _run(ray, run, todo: list[imageio.Source], stop, fault) -> None:
+    """Start Ray and the workers, hand out the batches, then stop the workers (and Ray, if this run started it)."""
+    cls, began = worker_class(), time.time()
+    started, actors, running = _start(ray, run.args.address), [], {}
     try:
-        workers, cpus, gpus = _pool(ray, args)
-        context = ray.data.DataContext.get_current()
-        context.enable_progress_bars = False  # the driver's own bar below
-        context.max_errored_blocks = -1  # a batch that keeps failing fails its inputs, not the run
-        rows = [{"path": str(s.path), "stem": s.stem, "frames": s.frames} for s in todo]
-        per_call = min(args.batch_size, math.ceil(len(rows) / workers))  # every worker gets a share
-        blocks = math.ceil(len(rows) / per_call)
-        with warnings.catch_warnings():
-            # Bounded retries are still only reachable through ray_remote_args (deprecated for the named
-            # parameters, which do not include them); Ray Data's own default would retry a crashing batch forever.
-            warnings.simplefilter("ignore", DeprecationWarning)
-            results = ray.data.from_items(rows, override_num_blocks=blocks).map_batches(
-                cls, fn_constructor_kwargs={"flags": canonical_flags(args), "out": str(args.out.resolve()),
-                                            "cpus": cpus, "fault": fault},
-                batch_size=per_call, compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=cpus,
-                num_gpus=gpus or None, batch_format="numpy", max_restarts=-1, max_task_retries=MAX_RETRIES)
-        by_path = {src.path: src for src in todo}
-        with tqdm(total=sum(run.left.values()), unit="img", disable=args.quiet) as bar:
-            for row in results.iter_rows():
-                _take(run, by_path[Path(row["path"])], row)
-                bar.update(int(row["frames"]))
-    except KeyboardInterrupt:  # the workers stop with Ray; what they had not finished is redone by a re-run
-        return report(args, found, skipped, run, len(run.left))
+        actors = _actors(ray, cls, run.args, fault)
+        _drive(ray, actors, running, run, todo, stop)
     finally:
+        _stop_workers(ray, actors, running)
+        if stop.requested:  # a worker stopped mid-write leaves its temporary file: not ours to keep
+            saving.remove_temps(str(run.args.out), modified_after=began - 1)
         if started:
             ray.shutdown()  # disconnects; a cluster given by --address keeps running
-    for src in [by_path[p] for p in list(run.left)]:  # no result: its batch failed every retry
-        run.give_up(src, f"{src.path}: its worker failed {MAX_RETRIES + 1} times (see the Ray logs); run again")
-    return report(args, found, skipped, run)
+
+
+def _actors(ray, cls, args, fault) -> list:
+    """One :class:`CutoutFiles` actor per worker, its arguments by value: restarted when it dies, its batch
+    retried ``MAX_RETRIES`` times."""
+    workers, cpus, gpus = _pool(ray, args)
+    remote = ray.remote(cls).options(num_cpus=cpus, num_gpus=gpus, max_restarts=-1, max_task_retries=MAX_RETRIES)
+    flags, out = canonical_flags(args), str(args.out.resolve())
+    return [remote.remote(flags, out, cpus, fault) for _ in range(workers)]
+
+
+def _drive(ray, actors: list, running: dict, run, todo: list[imageio.Source], stop) -> None:
+    """Hand each idle actor the next batch until every batch is back; none after Ctrl-C or a full disk.
+    ``running``: the batches out, by result reference (for :func:`_stop_workers`)."""
+    from tqdm import tqdm
+
+    per_call = min(run.args.batch_size, math.ceil(len(todo) / len(actors)))  # every worker gets a share
+    queue = [todo[i:i + per_call] for i in range(0, len(todo), per_call)]
+    idle, gone = list(actors), ""
+
+    def more() -> bool:
+        return bool(queue and idle) and not (stop.requested or run.stopped)
+
+    with tqdm(total=sum(run.left.values()), unit="img", disable=run.args.quiet) as bar:
+        while running or more():
+            while more():
+                actor, batch = idle.pop(), queue.pop(0)
+                running[actor.cut.remote([(str(s.path), s.stem, s.frames) for s in batch])] = (actor, batch)
+            ready, _ = ray.wait(list(running), num_returns=1, timeout=WAIT_S)
+            if not ready:
+                continue
+            actor, batch = running.pop(ready[0])
+            rows, why = _result(ray, ready[0], batch)
+            if why:  # this actor is gone for good: the others carry on
+                gone = why
+            else:
+                idle.append(actor)
+            for src, row in zip(batch, rows, strict=True):
+                _take(run, src, row)
+            bar.update(sum(src.frames for src in batch))
+    if queue and not idle and not (stop.requested or run.stopped):  # no worker could start: the rest fails
+        for src in (s for batch in queue for s in batch):
+            run.give_up(src, f"{src.path}: not processed: no worker could start ({gone})")
+
+
+def _result(ray, ref, batch: list[imageio.Source]) -> tuple[list[dict], str]:
+    """A batch's rows, or a failure row per input; and why its actor is gone for good ("" while it lives)."""
+    try:
+        return ray.get(ref), ""
+    except ray.exceptions.RayActorError as exc:
+        if getattr(exc, "actor_init_failed", False):  # not restarted by Ray: e.g. no model on that node
+            why = _last_line(exc)
+            return [_failure(src, f"its worker could not start: {why}") for src in batch], why
+        why = f"its worker failed {MAX_RETRIES + 1} times (see the Ray logs); run again"
+    except ray.exceptions.RayTaskError as exc:  # an error the engine does not expect: this batch only
+        why = _last_line(exc.cause if exc.cause is not None else exc)
+    except ray.exceptions.RayError as exc:  # e.g. its result lost with a node
+        why = f"{_last_line(exc)}; run again"
+    return [_failure(src, why) for src in batch], ""
+
+
+def _failure(src: imageio.Source, why: str) -> dict:
+    return {"failed": f"{src.path}: {why}", "written": 0, "done": False, "stopped": ""}
+
+
+def _last_line(exc: BaseException) -> str:
+    """The gist of a Ray error (its text ends with the original exception, after a traceback)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[-1] if lines else type(exc).__name__
 
 
 def _take(run, src: imageio.Source, row: dict) -> None:
     """One worker result into the driver's :class:`..Run`."""
     run.written += int(row["written"])
+    run.files[src.path] = run.files.get(src.path, 0) + int(row["written"])
     if row["failed"]:
         run.give_up(src, str(row["failed"]))
-    elif run.left.pop(src.path, None) is not None:
+    elif row["done"] and run.left.pop(src.path, None) is not None:
         run.done += 1
+    run.stopped = run.stopped or str(row["stopped"])  # a full disk: no more batches
+
+
+def _stop_workers(ray, actors: list, running: dict) -> None:
+    """Stop the actors (the batches still ``running`` are dropped) and wait until Ray reports them gone, so that
+    no file of theirs appears after the summary."""
+    for ref in running:
+        ray.cancel(ref)  # first: a cancelled batch is not retried (nor announced as retried) when its actor dies
+    for actor in actors:
+        ray.kill(actor, no_restart=True)
+    deadline = time.monotonic() + STOP_WAIT_S
+    for actor in actors:
+        while time.monotonic() < deadline:
+            try:
+                probe = actor.__ray_ready__.options(max_task_retries=0).remote()  # no retry warning
+                ray.get(probe, timeout=max(0.1, deadline - time.monotonic()))
+            except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
+                break
+            time.sleep(0.05)  # the kill has not reached it yet
 
 
 class CutoutImages:

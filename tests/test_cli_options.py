@@ -1,8 +1,10 @@
 """The command line's options: derived from the library and the node declarations, checked once, up front."""
 
 import dataclasses
+import json
 import re
 
+import numpy as np
 import pytest
 from conftest import PACK
 from PIL import Image
@@ -98,6 +100,9 @@ def test_webp_is_an_alias_of_lossless_webp(main, image, tmp_path):
     (["--refine", "none", "--alpha-matting"], "--alpha-matting"),
     (["--only-mask", "--refine", "none"], "--refine"),
     (["--alpha-matting", "--decontaminate"], "--decontaminate"),
+    (["--only-mask", "--decontaminate"], "--decontaminate"),
+    (["--method", "threshold", "--decontaminate"], "--decontaminate"),  # threshold: Refine Edges' only
+    (["--method", "threshold", "--refine", "none", "--edges", "straight"], "--edges"),
     (["--refine", "guided filter", "--band-width", "0"], "--band-width"),
     (["--method", "threshold", "--tile-grid", "4"], "--tile-grid"),  # CLAHE's tiles without a clip limit
     (["--method", "threshold", "--save", ""], "--save"),
@@ -109,6 +114,42 @@ def test_options_that_do_not_apply_are_usage_errors(main, image, tmp_path, capsy
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and flag in err[0], err
     assert not out.exists(), "nothing is created for a usage error"
+
+
+@pytest.mark.parametrize("extra, refine_decontaminates", [
+    (["--method", "threshold", "--refine", "guided filter", "--decontaminate"], True),  # refused before
+    (["--method", "threshold", "--refine", "closed-form", "--erode-size", "2", "--decontaminate"], True),
+    (["--method", "threshold", "--refine", "guided filter"], False),
+    (["--refine", "guided filter", "--decontaminate"], True),  # rembg: the colours once, by Refine Edges
+    (["--decontaminate"], None),  # rembg's own decontaminate, no Refine Edges
+])
+def test_decontaminate_goes_to_refine_edges_with_refine_for_either_method(cli, tmp_path, extra,
+                                                                           refine_decontaminates):
+    args = cli.build_parser().parse_args(["cutout", "x.png", "--out", str(tmp_path), *extra])
+    cli.resolve(args)
+    refine = args.refine_options
+    assert (refine.decontaminate if refine else None) is refine_decontaminates
+    if args.method == "rembg":
+        assert args.options.decontaminate is (refine is None), "rembg's decontaminate only without --refine"
+    assert cli.settings_metadata(args)["decontaminate"] is ("--decontaminate" in extra), "the files record it"
+
+
+def test_threshold_refine_decontaminate_is_applied_and_recorded(main, tmp_path, photo_arrays):
+    src = tmp_path / "cat.png"
+    Image.fromarray(photo_arrays["chelsea"][:120, :160]).save(src)
+    saved = {}
+    for name, extra in (("plain", []), ("unmixed", ["--decontaminate"])):
+        out = tmp_path / name
+        assert main(["cutout", str(src), "--out", str(out), "--method", "threshold", "--refine", "guided filter",
+                     "--band-width", "8", "--save", "cutout,mask", "--quiet", *extra]) == 0
+        cut = Image.open(out / "cat_cutout.png")
+        meta = json.loads(cut.text["cleancut"])
+        assert meta["refine"] == "guided filter" and meta["decontaminate"] is (name == "unmixed")
+        saved[name] = np.asarray(cut)
+    plain, unmixed = saved["plain"], saved["unmixed"]
+    assert np.array_equal(plain[..., 3], unmixed[..., 3]), "decontamination changes colours, not the alpha"
+    edge = (plain[..., 3] > 0) & (plain[..., 3] < 255)
+    assert edge.any() and (plain[..., :3] != unmixed[..., :3])[edge].any(), "the edge colours were re-estimated"
 
 
 @pytest.mark.parametrize("extra, flag", [

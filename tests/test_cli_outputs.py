@@ -1,7 +1,10 @@
 """What the command line writes: re-runs, --overwrite, output names, and earlier outputs among the inputs."""
 
+import errno
 import json
+import os
 import shutil
+import time
 
 import numpy as np
 import pytest
@@ -51,6 +54,81 @@ def test_an_incomplete_set_is_redone_and_overwrite_redoes_everything(main, clean
     assert main(["cutout", str(clean), "--out", str(out), "--overwrite", *THRESHOLD]) == 0
     assert np.asarray(Image.open(out / "b_mask.png")).max() == 255, "--overwrite replaces the earlier files"
     assert len(list(out.iterdir())) == 3 * len(ROLES)
+
+
+@pytest.mark.parametrize("case", ["read-only folder", "a file on the path"])
+def test_an_output_folder_that_cannot_be_made_is_one_line_and_the_summary(main, clean, tmp_path, capsys, case):
+    parent = tmp_path / "parent"
+    if case == "read-only folder":
+        parent.mkdir()
+        parent.chmod(0o555)
+        if os.access(parent, os.W_OK):
+            parent.chmod(0o755)
+            pytest.skip("running as root: a read-only folder is writable all the same")
+    else:  # fails for root too
+        parent.write_text("a file, not a folder")
+    out = parent / "cut" / "sub"  # its sub-folders must be made
+    try:
+        code = main(["cutout", str(clean), "--out", str(out), *THRESHOLD])
+    finally:
+        if parent.is_dir():
+            parent.chmod(0o755)
+    captured = capsys.readouterr()
+    assert code == 1
+    err = captured.err.strip().splitlines()
+    assert len(err) == 1 and "cannot create the output folder" in err[0] and str(out) in err[0], err
+    assert "Errno" not in err[0] and ("Permission denied" in err[0] or "Not a directory" in err[0]), "why, in words"
+    assert captured.out.strip() == (f"cleancut cutout: 3 inputs: 0 done, 0 skipped, 0 failed; 0 files written to "
+                                    f"{out}; stopped (no output folder): 3 inputs not processed")
+
+
+@pytest.mark.parametrize("code, chained", [(errno.ENOSPC, False), (errno.EDQUOT, True)])
+def test_a_full_disk_stops_the_run_and_names_the_rest_as_not_processed(cli, main, tmp_path, photo_arrays,
+                                                                       monkeypatch, capsys, code, chained):
+    src = tmp_path / "six"
+    src.mkdir()
+    for i in range(6):
+        Image.fromarray(photo_arrays["coffee"][i * 10:i * 10 + 60, :80]).save(src / f"p{i}.png")
+    real_write, real_cut = cli.saving.write_item, cli.cut_out
+    calls = {"cut": 0, "write": 0}
+
+    def write_until_full(*args, **kwargs):  # the first input fits, then the disk is full
+        calls["write"] += 1
+        if calls["write"] == 1:
+            return real_write(*args, **kwargs)
+        full = OSError(code, os.strerror(code))
+        if not chained:
+            raise full
+        raise cli.saving.SaveError("cutout", f"could not write ({full}); no file of this item was kept.") from full
+
+    def counted_cut(*args, **kwargs):
+        calls["cut"] += 1
+        return real_cut(*args, **kwargs)
+
+    monkeypatch.setattr(cli.saving, "write_item", write_until_full)
+    monkeypatch.setattr(cli, "cut_out", counted_cut)
+    out = tmp_path / "o"
+    assert main(["cutout", str(src), "--out", str(out), "--batch-size", "1", *THRESHOLD]) == 1
+    assert calls == {"cut": 2, "write": 2}, "nothing is decoded and cut out after the first 'no space'"
+    captured = capsys.readouterr()
+    assert captured.out.strip() == (f"cleancut cutout: 6 inputs: 1 done, 0 skipped, 1 failed; 4 files written to "
+                                    f"{out}; stopped ({os.strerror(code)}): 4 inputs not processed")
+    assert os.strerror(code) in captured.err and len(list(out.iterdir())) == 4
+
+
+def test_a_run_removes_stale_temporary_files_and_only_those(main, clean, tmp_path):
+    out = tmp_path / "o"
+    out.mkdir()
+    old = time.time() - 3600
+    stale = out / f".cleancut-{'a' * 32}.tmp"  # what a run killed mid-write left behind
+    live = out / f".cleancut-{'b' * 32}.tmp"  # another process writing now
+    foreign = out / ".cleancut-notes.tmp"  # not a name the pack gives its temporary files
+    for path in (stale, live, foreign):
+        path.write_bytes(b"")
+    os.utime(stale, (old, old))
+    os.utime(foreign, (old, old))
+    assert main(["cutout", str(clean), "--out", str(out), *THRESHOLD]) == 0
+    assert not stale.exists() and live.exists() and foreign.exists()
 
 
 def test_demo_runs_twice_into_the_same_folder(main, tmp_path):

@@ -7,8 +7,12 @@ name Ray workers import the pack by), installed by README's test command.
 from __future__ import annotations
 
 import importlib
+import os
+import re
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -22,6 +26,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.model]
 cli = importlib.import_module("cleancut.cli")
 engine = importlib.import_module("cleancut.cli.ray_engine")
 options = importlib.import_module("cleancut.cli.options")
+PACKAGE = engine.PACKAGE
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -79,6 +84,64 @@ def test_a_worker_killed_mid_run_loses_nothing(folder, tmp_path, capsys):
     assert files(tmp_path / "ray") == files(tmp_path / "local")  # every image written, once (no _1 duplicates)
 
 
+def ray_command(src, out, *extra) -> subprocess.Popen:
+    """``cleancut cutout --engine ray`` in a process of its own (its own local Ray instance), output captured."""
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    return subprocess.Popen([sys.executable, "-m", PACKAGE, "cutout", str(src), "--out", str(out), "--engine", "ray",
+                             "--quiet", *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+RAY_ERROR = re.compile(r"ERROR|max_restarts|^\[[^]]* E \d+ \d+\]", re.M)  # Python's and Ray Core's error lines
+
+
+@pytest.mark.parametrize("presses", [1, 2])
+def test_ctrl_c_summary_counts_the_sets_on_disk_and_leaves_no_temporary_file(tmp_path, photo_arrays, presses):
+    """The summary said "0 done ... 0 files written" with complete sets on disk, and a temporary file stayed."""
+    src = tmp_path / "in"
+    src.mkdir()
+    photos = list(photo_arrays.values())
+    for i in range(12):  # large enough that a batch's writes take a while: the second press lands in them
+        Image.fromarray(photos[i % 4][:384, i * 4:i * 4 + 384]).save(src / f"p{i:02d}.png")
+    out = tmp_path / "out"
+    proc = ray_command(src, out)
+    deadline = time.monotonic() + 180
+    while not any(out.glob("*_mask.png")) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    for _ in range(presses):
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.3)  # two presses inside one wait of the driver count once
+    stdout, stderr = proc.communicate(timeout=180)
+    assert proc.returncode == options.EXIT_INTERRUPTED, stderr[-2000:]
+    summary = re.search(r"12 inputs: (\d+) done, 0 skipped, 0 failed; (\d+) files? written to .*; interrupted: "
+                        r"(\d+) inputs? not processed", stdout)
+    assert summary, stdout + stderr[-2000:]
+    done, written, left = map(int, summary.groups())
+    files = sorted(p.name for p in out.iterdir())
+    assert [n for n in files if n.startswith(".")] == [], "no temporary file stays in --out"
+    assert written == len(files) == 4 * done and done > 0 and done + left == 12, (stdout, files)
+    assert not RAY_ERROR.search(stderr), stderr
+
+
+def test_a_ray_run_logs_no_error_and_removes_stale_temporary_files(tmp_path, photo_arrays):
+    """Every run printed Ray Core's ERROR line "has constructor arguments in the object store and max_restarts >
+    0" (Ray Data's pool actors take their settings by reference); a killed run's temporary file stayed for good."""
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(2):
+        Image.fromarray(photo_arrays["chelsea"][:64, i * 64:i * 64 + 96]).save(src / f"p{i}.png")
+    out = tmp_path / "out"
+    out.mkdir()
+    stale, live = out / f".cleancut-{'a' * 32}.tmp", out / f".cleancut-{'b' * 32}.tmp"
+    for path in (stale, live):
+        path.write_bytes(b"")
+    old = time.time() - 3600
+    os.utime(stale, (old, old))
+    stdout, stderr = ray_command(src, out, "--method", "threshold").communicate(timeout=180)
+    assert "2 inputs: 2 done" in stdout, stdout + stderr
+    assert not RAY_ERROR.search(stderr), stderr
+    assert not stale.exists() and live.exists(), "a stale temporary file is removed, a recent one (a live write) kept"
+
+
 def test_engine_flags_apply_to_ray_only(folder, tmp_path, capsys):
     for flag, value in (("--workers", "2"), ("--address", "auto"), ("--gpus-per-worker", "1")):
         assert cli.main(["cutout", str(folder), "--out", str(tmp_path / "o"), flag, value, "--quiet"]) == \
@@ -86,12 +149,18 @@ def test_engine_flags_apply_to_ray_only(folder, tmp_path, capsys):
         assert "applies with --engine ray only" in capsys.readouterr().err
 
 
-def test_canonical_flags_rebuild_the_same_settings(folder, tmp_path):
-    argv = ["cutout", str(folder), "--out", str(tmp_path), "--refine", "closed-form", "--erode-size", "4",
-            "--saturation", "1.3", "--save", "cutout,mask", "--format", "webp", "--decontaminate"]
-    args = options.build_parser().parse_args(argv)
+@pytest.mark.parametrize("extra", [
+    ["--refine", "closed-form", "--erode-size", "4", "--saturation", "1.3", "--save", "cutout,mask", "--format",
+     "webp", "--decontaminate"],
+    ["--model", "u2net_custom", "--model-file", "my net.onnx", "--runtime", "onnxruntime"],  # the rembg node's
+    ["--method", "threshold", "--refine", "guided filter", "--decontaminate"],
+])
+def test_canonical_flags_rebuild_the_same_settings(folder, tmp_path, extra):
+    args = options.build_parser().parse_args(["cutout", str(folder), "--out", str(tmp_path), *extra])
     options.resolve(args)
-    again = engine._worker_args(options.canonical_flags(args), 0)
+    flags = options.canonical_flags(args)
+    assert {f for f in extra if f.startswith("--")} <= set(flags), "every flag given travels to the workers"
+    again = engine._worker_args(flags, 0)
     for name in ("settings", "options", "refine_options", "roles", "format", "method"):
         assert getattr(again, name) == getattr(args, name), name
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import threading
 import uuid
 from collections.abc import Iterable, Mapping
@@ -30,6 +31,7 @@ ROLES = ("original", "cutout", "extracted", "mask")
 FORMATS = {"png": ".png", "webp (lossless)": ".webp"}
 WEBP_MAX = 16383  # pixels per side a WebP can hold; Pillow fails mid-write ("encoding error 5") above it
 _PLACE_LOCK = threading.Lock()  # threads of one process claim counters one at a time (encoding runs outside)
+TEMP_NAME = re.compile(r"\.cleancut-[0-9a-f]{32}\.tmp")  # the hidden temporary files of _write_temps, only
 
 
 class SaveError(CleanCutError):
@@ -163,6 +165,25 @@ def _remove(paths: Iterable[str]) -> None:
             pass
 
 
+def remove_temps(folder: str, modified_after: float = float("-inf"), modified_before: float = float("inf")) -> int:
+    """Remove the temporary files (:data:`TEMP_NAME`) in ``folder`` last modified between the two times (seconds
+    since the epoch): what a process killed mid-write left behind. Returns how many were removed."""
+    try:
+        names = [n for n in os.listdir(folder) if TEMP_NAME.fullmatch(n)]
+    except OSError:
+        return 0
+    removed = 0
+    for name in names:
+        path = os.path.join(folder, name)
+        try:
+            if modified_after <= os.lstat(path).st_mtime < modified_before:
+                os.unlink(path)
+                removed += 1
+        except OSError:  # its write finished meanwhile, or the folder is read-only: left as it is
+            pass
+    return removed
+
+
 def _write_temps(folder: str, items: Mapping[str, Tensor], index: int, ext: str,
                  metadata: Mapping[str, str]) -> list[tuple[str, str]]:
     """Encode item ``index`` of every role to hidden temporary files in ``folder``: ``[(role, temp path)]``.
@@ -174,7 +195,7 @@ def _write_temps(folder: str, items: Mapping[str, Tensor], index: int, ext: str,
     try:
         for role in (r for r in ROLES if r in items):
             t = items[role]
-            temp = os.path.join(folder, f".cleancut-{uuid.uuid4().hex}.tmp")  # never matches <name>_<counter>_
+            temp = os.path.join(folder, f".cleancut-{uuid.uuid4().hex}.tmp")  # TEMP_NAME; never <name>_<counter>_
             fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
             temps.append((role, temp))
             with os.fdopen(fd, "wb") as f:
