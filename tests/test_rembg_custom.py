@@ -340,8 +340,8 @@ def test_fp16_on_onnxruntime_without_a_converter_is_a_clear_error(fake_birefnet,
     monkeypatch.setitem(sys.modules, "onnxconverter_common", None)  # import fails: not installed
     with pytest.raises(RuntimeError, match=r"needs 'pip install onnx onnxconverter-common', or choose runtime "
                                            "'torch'"):
-        models.onnx_file(models.resolve("birefnet-general-fp16"))
-    assert models.onnx_file(models.resolve("birefnet-general")) == fake_birefnet  # float32 needs nothing
+        sessions.onnx_file(models.resolve("birefnet-general-fp16"))
+    assert sessions.onnx_file(models.resolve("birefnet-general")) == fake_birefnet  # float32 needs nothing
     assert sorted(p.name for p in fake_birefnet.parent.iterdir()) == [fake_birefnet.name]
 
 
@@ -351,7 +351,7 @@ def test_fp16_uses_rembgs_converted_file_when_there_is_one(fake_birefnet, monkey
     converted.parent.mkdir(parents=True)
     converted.write_bytes(fake_birefnet.read_bytes())
     half = models.resolve("birefnet-general-fp16")
-    assert models.onnx_file(half) == converted
+    assert sessions.onnx_file(half) == converted
     made = []
     ort = sessions.onnxruntime()
     real = ort.InferenceSession
@@ -374,8 +374,8 @@ def test_fp16_is_converted_once_as_rembg_does_and_saved_atomically(fake_birefnet
     fake = types.ModuleType("onnxconverter_common")
     fake.float16 = types.SimpleNamespace(convert_float_to_float16=convert)
     monkeypatch.setitem(sys.modules, "onnxconverter_common", fake)
-    path = models.onnx_file(models.resolve("birefnet-general-fp16"))
+    path = sessions.onnx_file(models.resolve("birefnet-general-fp16"))
     assert path == fake_birefnet.parent / "birefnet-general-fp16.onnx" and calls == [True]
     assert onnx.load(str(path)).graph.node[0].op_type == "Conv"
     assert sorted(p.name for p in path.parent.iterdir()) == sorted([fake_birefnet.name, path.name])  # no temp
-    assert models.onnx_file(models.resolve("birefnet-general-fp16")) == path and calls == [True]  # reused
+    assert sessions.onnx_file(models.resolve("birefnet-general-fp16")) == path and calls == [True]  # reused

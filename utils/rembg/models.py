@@ -362,45 +362,6 @@ def resolve(name: str, model_file: str = "") -> Model:
     return Model(s, model_path(name))
 
 
-def onnx_file(model: Model) -> Path:
-    """The ONNX file onnxruntime loads for ``model``: its own file, or for a half-precision model a float16 copy.
-
-    For birefnet-general-fp16 that is rembg's converted file when there is one (``<rembg home>/models/<name>/``
-    or rembg's flat folder; rembg does not checksum it either), else one converted now from the verified
-    source as rembg does (``convert_float_to_float16(..., keep_io_types=True)``), saved atomically into
-    :func:`default_dir`.
-
-    Raises:
-        RuntimeError: the conversion needs onnx and onnxconverter-common, which are not installed.
-    """
-    s = model.spec
-    if not s.half:
-        return model.path
-    for folder in search_dirs(s.name):
-        if (folder / s.filename).is_file():
-            return folder / s.filename
-    try:
-        import onnx
-        from onnxconverter_common import float16
-    except ImportError as exc:
-        raise RuntimeError(f"rembg model '{s.name}' on the onnxruntime runtime converts {s.source}'s file to float16 "
-                           "once, and that needs 'pip install onnx onnxconverter-common', or choose runtime "
-                           "'torch'.") from exc
-    dest = default_dir()
-    dest.mkdir(parents=True, exist_ok=True)
-    converted = float16.convert_float_to_float16(onnx.load(str(model.path)), keep_io_types=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{s.name}-", suffix=".part", dir=dest)
-    os.close(fd)
-    try:
-        onnx.save(converted, tmp)
-        os.replace(tmp, dest / s.filename)  # same folder: atomic, a half-written file is never picked up
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    log.info("CleanCut: rembg model %s: %s converted to float16, saved to %s", s.name, model.path, dest / s.filename)
-    return dest / s.filename
-
-
 def status_rows() -> list[str]:
     """One line per model for ``cleancut models list``: name, state, path, size, use."""
     rows = []

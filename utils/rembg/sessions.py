@@ -11,7 +11,10 @@ from __future__ import annotations
 import functools
 import importlib
 import logging
+import os
+import tempfile
 import threading
+from pathlib import Path
 
 from .. import runtime
 from . import models
@@ -113,7 +116,7 @@ def _create(model: models.Model, providers: tuple[str, ...], threads: int):
     opts.add_session_config_entry("session.set_denormal_as_zero", "1")
     provider_list = [(p, {"device_id": runtime.compute_device().index or 0}) if p == CUDA else p
                      for p in providers]
-    session = ort.InferenceSession(str(models.onnx_file(model)), sess_options=opts, providers=provider_list)
+    session = ort.InferenceSession(str(onnx_file(model)), sess_options=opts, providers=provider_list)
     if CUDA in providers and CUDA not in session.get_providers():
         log.warning("CleanCut: onnxruntime could not start CUDA for '%s' (usually missing or mismatched CUDA / "
                     "cuDNN libraries for this onnxruntime-gpu build; see its log above); running on the CPU.",
@@ -121,6 +124,45 @@ def _create(model: models.Model, providers: tuple[str, ...], threads: int):
     log.info("CleanCut: loaded rembg model %s from %s on %s", model.name, model.path,
              ", ".join(session.get_providers()))
     return session
+
+
+def onnx_file(model: models.Model) -> Path:
+    """The ONNX file onnxruntime loads for ``model``: its own file, or for a half-precision model a float16 copy.
+
+    For birefnet-general-fp16 that is rembg's converted file when there is one (``<rembg home>/models/<name>/``
+    or rembg's flat folder; rembg does not checksum it either), else one converted now from the verified
+    source as rembg does (``convert_float_to_float16(..., keep_io_types=True)``), saved atomically into
+    :func:`default_dir`.
+
+    Raises:
+        RuntimeError: the conversion needs onnx and onnxconverter-common, which are not installed.
+    """
+    s = model.spec
+    if not s.half:
+        return model.path
+    for folder in models.search_dirs(s.name):
+        if (folder / s.filename).is_file():
+            return folder / s.filename
+    try:
+        import onnx
+        from onnxconverter_common import float16
+    except ImportError as exc:
+        raise RuntimeError(f"rembg model '{s.name}' on the onnxruntime runtime converts {s.source}'s file to float16 "
+                           "once, and that needs 'pip install onnx onnxconverter-common', or choose runtime "
+                           "'torch'.") from exc
+    dest = models.default_dir()
+    dest.mkdir(parents=True, exist_ok=True)
+    converted = float16.convert_float_to_float16(onnx.load(str(model.path)), keep_io_types=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{s.name}-", suffix=".part", dir=dest)
+    os.close(fd)
+    try:
+        onnx.save(converted, tmp)
+        os.replace(tmp, dest / s.filename)  # same folder: atomic, a half-written file is never picked up
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    log.info("CleanCut: rembg model %s: %s converted to float16, saved to %s", s.name, model.path, dest / s.filename)
+    return dest / s.filename
 
 
 def fixed_batch(session) -> bool:
