@@ -1,11 +1,14 @@
-"""Peak memory of ``cleancut cutout`` on a folder of camera-sized photos, by batching rule, in one run.
+"""Peak memory of ``cleancut cutout`` on camera-sized photos, by batching rule or by Refine Edges option.
 
     python benchmarks/bench_memory.py [--count 8] [--megapixels 24] [--method rembg|threshold]
+    python benchmarks/bench_memory.py --refine [--megapixels 48]
 
 Writes ``count`` JPEGs of ``megapixels`` (real photos from scikit-image, upscaled) to a temporary folder,
 then runs the CLI in a fresh process per case and reads its peak resident memory (``ru_maxrss``):
 the default pixel budget, and ``--batch-size 8`` with the budget lifted (what the CLI did before it
-batched by pixels). Needs the u2netp model for ``--method rembg`` (``cleancut models fetch u2netp``).
+batched by pixels). With ``--refine``: one photo (48 MP unless ``--megapixels``), the cut-out alone, with
+``--refine "guided filter"``, and with ``--decontaminate`` too (issue #22: under 3.2 GB at 48 MP). Needs the
+u2netp model for ``--method rembg`` (``cleancut models fetch u2netp``).
 """
 
 from __future__ import annotations
@@ -55,27 +58,36 @@ def peak_rss_mb(args: list[str]) -> tuple[float, float, int]:
     return (int(rss[0]) / 1024 if rss else float("nan")), seconds, done.returncode
 
 
+BATCHING = {"default (pixel budget)": [],
+            "--batch-size 8, budget lifted (the old rule)": ["--batch-size", "8", "--max-pixels", str(10 ** 12)]}
+REFINE = {"cut-out only": [], '--refine "guided filter"': ["--refine", "guided filter"],
+          '--refine "guided filter" --decontaminate': ["--refine", "guided filter", "--decontaminate"]}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--count", type=int, default=8)
-    p.add_argument("--megapixels", type=float, default=24.0)
+    p.add_argument("--count", type=int, help="photos (default 8; 1 with --refine)")
+    p.add_argument("--megapixels", type=float, help="size of each photo (default 24; 48 with --refine)")
     p.add_argument("--method", default="rembg", choices=["rembg", "threshold"])
+    p.add_argument("--refine", action="store_true", help="Refine Edges cases on one photo instead of batching")
     args = p.parse_args()
+    count = args.count or (1 if args.refine else 8)
+    megapixels = args.megapixels or (48.0 if args.refine else 24.0)
+    cases = REFINE if args.refine else BATCHING
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "in"
         src.mkdir()
-        write_photos(src, args.count, args.megapixels)
-        cases = {"default (pixel budget)": [],
-                 "--batch-size 8, budget lifted (the old rule)": ["--batch-size", "8", "--max-pixels", str(10 ** 12)]}
-        print(f"{args.count} photos of {args.megapixels:g} MP, --method {args.method}; "
+        write_photos(src, count, megapixels)
+        print(f"{count} photo(s) of {megapixels:g} MP, --method {args.method}; "
               f"{os.cpu_count()} CPU cores; parent RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024} MB")
-        print("| batching | peak RSS MB | s | exit |")
-        print("|---|---:|---:|---:|")
+        print(f"| {'case' if args.refine else 'batching'} | peak RSS MB | bytes/pixel | s | exit |")
+        print("|---|---:|---:|---:|---:|")
         for i, (name, extra) in enumerate(cases.items()):
             out = Path(tmp) / f"out{i}"
             rss, seconds, code = peak_rss_mb(["cutout", str(src), "--out", str(out), "--method", args.method,
                                              "--quiet", *extra])
-            print(f"| {name} | {rss:.0f} | {seconds:.1f} | {code} |")
+            per_pixel = rss * 2 ** 20 / (megapixels * 1e6)  # the whole process over one photo's pixels
+            print(f"| {name} | {rss:.0f} | {per_pixel:.0f} | {seconds:.1f} | {code} |")
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ import textwrap
 from pathlib import Path
 
 from .. import NODE_CLASS_MAPPINGS
-from ..utils import edges, imageio, pipeline, saving
+from ..utils import edges, imageio, pipeline, saving, video_write
 from ..utils import rembg as rb
 from ..utils import threshold as th
 from ..utils.checks import CleanCutError
@@ -39,6 +39,17 @@ THRESHOLD_FLAGS = {"mode": "mode", "threshold": "threshold", "tolerance": "thres
 
 
 MATTING_FLAGS = ("foreground_threshold", "background_threshold", "erode_size")
+
+
+VIDEO_NAMING = """\
+videos (recognised by content): <stem>_cutout.<ext> (alpha; opaque on a --background colour) and
+  <stem>_mask.<ext> (the grey matte), ext from --video-format (png: a folder of frame_000001.png, ...)
+"""
+
+
+# video flag (dest) -> (node, its input): the Save Cut-out Video node's format and quality, Refine Mask's temporal
+VIDEO_FLAGS = {"video_format": ("CleanCutSaveVideo", "format"), "video_quality": ("CleanCutSaveVideo", "quality"),
+               "temporal": ("CleanCutMask", "temporal")}
 
 
 PREPROCESS = tuple(f.name for f in dataclasses.fields(pipeline.Settings))
@@ -74,7 +85,8 @@ def option_defaults(command: str) -> dict:
             **(DEMO_PREPROCESS if command == "demo" else {}),
             "save": ",".join(saving.ROLES), "format": next(iter(saving.FORMATS)), "batch_size": BATCH_SIZE,
             "max_pixels": imageio.MAX_PIXELS, "overwrite": False, "quiet": False, "engine": ENGINES[0],
-            "band_width": edges.RefineOptions().band_width}
+            "band_width": edges.RefineOptions().band_width, "video_format": next(iter(video_write.FORMATS)),
+            "video_quality": video_write.DEFAULT_QUALITY, "temporal": 0.0}
 
 
 def flag(dest: str) -> str:
@@ -83,7 +95,8 @@ def flag(dest: str) -> str:
 
 def flag_of(name: str) -> str:
     """The CLI flag of a node input / options field named in a ``SettingError``."""
-    return flag({v: k for k, v in {**REMBG_FLAGS, **THRESHOLD_FLAGS}.items()}.get(name, name))
+    video = {name: dest for dest, (_, name) in VIDEO_FLAGS.items()}
+    return flag({v: k for k, v in {**REMBG_FLAGS, **THRESHOLD_FLAGS}.items()}.get(name, video.get(name, name)))
 
 
 def add_node_option(group, dest: str, node_id: str, name: str, default) -> None:
@@ -132,7 +145,8 @@ def add_cutout_options(p: argparse.ArgumentParser, command: str) -> None:
     p.add_argument("--save", help=f"roles to write, comma-separated, from: {', '.join(saving.ROLES)} "
                    f"(default {d['save']}). 'original' is the decoded input as the nodes saw it (orientation "
                    "applied, 8- or 16-bit PNG/WebP, without the source's ICC profile or EXIF), not a copy "
-                   "of the file: drop it from --save to keep only the cut-outs")
+                   "of the file: drop it from --save to keep only the cut-outs. Videos get cutout and mask only "
+                   "(original and extracted are not written for videos)")
     p.add_argument("--format", choices=list(FORMAT_NAMES), metavar="FORMAT",
                    help="png or webp, both lossless ('webp (lossless)', the node's name, works too) "
                         f"(default {d['format']})")
@@ -156,6 +170,7 @@ def add_cutout_options(p: argparse.ArgumentParser, command: str) -> None:
                             "of the cluster, or per GPU share with --gpus-per-worker)")
         g.add_argument("--gpus-per-worker", type=float, metavar="F",
                        help="ray: GPUs each worker reserves, e.g. 1 or 0.5 to share one (default 0: CPU workers)")
+        add_video_options(p, d)
     p.add_argument("--quiet", action="store_true", default=None, help="no progress bar (default off)")
     g = p.add_argument_group("rembg method (--method rembg)")
     for dest, name in REMBG_FLAGS.items():
@@ -179,6 +194,18 @@ def add_cutout_options(p: argparse.ArgumentParser, command: str) -> None:
         add_node_option(g, name, "CleanCutPreprocess", name, d[name])
 
 
+def add_video_options(p: argparse.ArgumentParser, d: dict) -> None:
+    g = p.add_argument_group("video inputs (each written as <stem>_cutout and <stem>_mask videos)", textwrap.fill(
+                             "Videos (recognised by content) stream through in chunks within the batch size and "
+                             "pixel budget above: every option applies to each frame; fps, frame count, timestamps "
+                             "and the sound (webm: Opus, mov: PCM; webp and png hold none) are kept, and a rotated "
+                             "clip comes out upright. Original and extracted are not written for videos. With "
+                             "temporal smoothing the order is model mask, temporal, Refine Edges (the method of "
+                             "--refine, else none), compose.", 100, break_on_hyphens=False))
+    for dest, (node_id, name) in VIDEO_FLAGS.items():
+        add_node_option(g, dest, node_id, name, d[dest])
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="cleancut", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -195,11 +222,13 @@ def build_parser() -> argparse.ArgumentParser:
     p_cut = sub.add_parser("cutout", help="remove backgrounds of files, folders or globs", formatter_class=fmt,
                            description=textwrap.fill(
                                "Remove the backgrounds of image files (PNG, JPEG/JFIF, WebP, BMP, TIFF, GIF; 8 or "
-                               "16 bits, RGBA; decoded by content, EXIF orientation applied). An input whose "
-                               "outputs all exist is skipped (--overwrite redoes it); earlier CleanCut outputs in "
-                               "folders and globs are not inputs, so --out may be an input folder.", 100),
-                           epilog=f"{imageio.NAMING}\n{EXIT_CODES}")
-    p_cut.add_argument("inputs", nargs="+", help="image files, folders (not recursive) or glob patterns")
+                               "16 bits, RGBA; decoded by content, EXIF orientation applied) and of video files "
+                               "(MP4, MOV, MKV, WebM, AVI...; recognised by content; animated GIF / WebP stay "
+                               "images). An input whose outputs all exist is skipped (--overwrite redoes it); "
+                               "earlier CleanCut outputs in folders and globs are not inputs, so --out may be an "
+                               "input folder.", 100),
+                           epilog=f"{imageio.NAMING}{VIDEO_NAMING}\n{EXIT_CODES}")
+    p_cut.add_argument("inputs", nargs="+", help="image or video files, folders (not recursive) or glob patterns")
     add_cutout_options(p_cut, "cutout")
     p_models = sub.add_parser("models", help="list or fetch rembg models", epilog=EXIT_CODES)
     p_models.add_argument("action", choices=["list", "fetch"])
@@ -229,6 +258,8 @@ def resolve(args: argparse.Namespace) -> None:
         for node_id, options in build_options(args):
             NODE_CLASS_MAPPINGS[node_id].check_widgets(dataclasses.asdict(options))  # the node's (narrower) ranges
             options.check()
+        for dest, (node_id, name) in VIDEO_FLAGS.items():
+            NODE_CLASS_MAPPINGS[node_id].check_widgets({name: getattr(args, dest)})
     except CleanCutError as exc:
         raise UsageError(f"{flag_of(exc.name)}: {exc.message}" if exc.name else exc.message) from exc
 
@@ -243,9 +274,9 @@ def build_options(args: argparse.Namespace) -> list[tuple[str, object]]:
         args.options = th.ThresholdOptions(**{v: getattr(args, k) for k, v in THRESHOLD_FLAGS.items()})
     args.refine_options = None
     checks = [("CleanCutPreprocess", args.settings), (METHODS[args.method], args.options)]
-    if args.refine:
+    if args.refine or args.temporal:  # --temporal: Refine Edges composes the cut-out from the smoothed mask
         args.refine_options = edges.RefineOptions(
-            method=args.refine, band_width=args.band_width, foreground_threshold=args.foreground_threshold,
+            method=args.refine or "none", band_width=args.band_width, foreground_threshold=args.foreground_threshold,
             background_threshold=args.background_threshold, erode_size=args.erode_size,
             decontaminate=args.decontaminate)
         checks.append((REFINE_NODE, args.refine_options))
@@ -268,8 +299,8 @@ def canonical_flags(args: argparse.Namespace) -> list[str]:
     """The flags that reproduce ``args``' resolved cut-out settings (each that differs from its default), so a
     worker in another process rebuilds the same options with :func:`resolve` (and the same checks)."""
     defaults = option_defaults("cutout")
-    dests = (*REMBG_FLAGS, *THRESHOLD_FLAGS, *PREPROCESS, "method", "save", "format", "batch_size", "max_pixels",
-             "band_width", "refine", "overwrite")
+    dests = (*REMBG_FLAGS, *THRESHOLD_FLAGS, *PREPROCESS, *VIDEO_FLAGS, "method", "save", "format", "batch_size",
+             "max_pixels", "band_width", "refine", "overwrite")
     return as_flags({d: getattr(args, d, None) for d in dests if getattr(args, d, None) != defaults.get(d)})
 
 
@@ -277,10 +308,12 @@ def not_applicable(args: argparse.Namespace, given: set[str]) -> str | None:
     """The first given option that would be ignored, worded as an error; ``None`` when all apply."""
     other = "threshold" if args.method == "rembg" else "rembg"
     closed_form = args.refine == "closed-form"
-    refines = set(MATTING_FLAGS if closed_form else ()) | ({"decontaminate"} if args.refine else set())
+    composes = bool(args.refine or args.temporal)  # Refine Edges runs: after --refine, or to compose --temporal's
+    refines = set(MATTING_FLAGS if closed_form else ()) | ({"decontaminate"} if composes else set())
     for dest in THRESHOLD_FLAGS if other == "threshold" else REMBG_FLAGS:
         if dest in given and dest not in refines:  # Refine Edges' inputs, after either method
-            also = ", or with --refine (Refine Edges then estimates the colours)" if dest == "decontaminate" else ""
+            also = (", or with --refine or --temporal (Refine Edges then estimates the colours)"
+                    if dest == "decontaminate" else "")
             return f"{flag(dest)} applies to --method {other} only{also} (this run uses --method {args.method})"
     rules = [(MATTING_FLAGS, not (args.alpha_matting or closed_form),
               "applies with --alpha-matting or --refine closed-form only"),
@@ -288,6 +321,10 @@ def not_applicable(args: argparse.Namespace, given: set[str]) -> str | None:
              (("refine",), args.only_mask, "does nothing with --only-mask (the cut-out is the mask)"),
              (("alpha_matting", "edges"), bool(args.refine),
               "does nothing with --refine (Refine Edges sets the edge and its colours)"),
+             (("alpha_matting", "edges"), bool(args.temporal), "does nothing with --temporal (Refine Edges composes "
+              "the cut-out from the smoothed mask; for matting, use --refine closed-form: it runs after smoothing)"),
+             (("temporal",), args.only_mask, "does not go with --only-mask (the cut-out would be composed from the "
+              "smoothed mask); --save mask writes the smoothed masks"),
              (("decontaminate",), args.only_mask or args.alpha_matting,
               "does nothing with --only-mask or --alpha-matting (matting estimates the colours already)"),
              (("alpha_matting",), args.only_mask, "does nothing with --only-mask (rembg does not matte a mask)"),

@@ -1,11 +1,12 @@
 """``cleancut cutout --engine ray``: the local pipeline on a Ray cluster, in a pool of Ray actors.
 
-The driver does what the local engine does before any pixel is read (:func:`..gather`: inputs, output names,
+The driver does what the local engine does before any pixel is read (:func:`.engine.gather`: inputs, output names,
 the skip rule, the model check), then starts ``--workers`` :class:`CutoutFiles` actors, each holding one model
-session for the whole run, and hands each idle actor the next batch of ``(path, stem, frames)`` rows. A worker
-cuts out its inputs with the local engine's own code (:class:`..Run`: same batches, nodes, names, metadata) and
-writes them to ``--out`` itself, so ``--out`` must be a folder every worker reaches (one machine, or a shared
-file system); one small result per input comes back, and the driver prints the local engine's summary.
+session for the whole run, and hands each idle actor the next batch of ``(path, stem, frames, kind)`` rows: up to
+``--batch-size`` images, or one video (a worker streams the whole clip, as the local engine does). A worker
+cuts out its inputs with the local engine's own code (:class:`.engine.Run`: same batches, nodes, names,
+metadata) and writes them to ``--out`` itself, so ``--out`` must be a folder every worker reaches (one machine,
+or a shared file system); one small result per input comes back, and the driver prints the local engine's summary.
 
 Work is not lost: Ray restarts a worker that dies and retries its batch (``MAX_RETRIES`` times; a batch that
 still fails fails its inputs, not the run), a re-run skips inputs whose outputs exist, and a corrupt input
@@ -36,6 +37,7 @@ import numpy as np
 
 from ..utils import imageio, runtime, saving
 from .options import UsageError, as_flags, build_parser, canonical_flags, resolve
+from .videos import Clip
 
 PACKAGE = "cleancut"  # the name workers import the pack by
 MAX_RETRIES = 3  # a batch whose worker died is run again this many times
@@ -80,27 +82,33 @@ class CutoutFiles:
         self.args.out = Path(out)
         self.fault = fault
         if self.args.method == "rembg":
-            from . import check_model
+            from .cut import check_model
 
             check_model(self.args.options)  # each node has its own model folder: fetched or verified once
 
-    def cut(self, rows: list[tuple[str, str, int]]) -> list[dict]:
-        """``(path, stem, frames)`` per input -> per input: ``failed`` (the reason, or ""), ``written`` (files),
-        ``done``, and ``stopped`` (why the batch stopped early: a full disk; "" when it did not)."""
-        from . import Run
+    def cut(self, rows: list[tuple[str, str, int, str]]) -> list[dict]:
+        """``(path, stem, frames, kind)`` per input (kind ``"video"`` or ``"image"``) -> per input: ``failed`` (the
+        reason, or ""), ``written`` (files), ``frames`` (video frames written), ``done``, and ``stopped`` (why the
+        batch stopped early: a full disk; "" when it did not)."""
+        from .engine import Run, units
 
-        sources = [imageio.Source(Path(p), s, int(f)) for p, s, f in rows]
+        sources = [(Clip if k == "video" else imageio.Source)(Path(p), s, int(f)) for p, s, f, k in rows]
         if self.fault and not os.path.exists(self.fault[0]) and self.fault[1] in {s.stem for s in sources}:
             Path(self.fault[0]).touch()
             os._exit(1)  # a worker lost mid-run (a crash, a pre-empted node): Ray must redo this batch
-        run = Run(self.args, {s.path: s.frames for s in sources}, [])
-        for items, images, errors in imageio.batches(sources, self.args.batch_size, self.args.max_pixels):
+        run, frames = Run(self.args, units(sources), []), {}
+        stills = [s for s in sources if not isinstance(s, Clip)]
+        for items, images, errors in imageio.batches(stills, self.args.batch_size, self.args.max_pixels):
             run.take(items, images, errors)
             if run.stopped:
                 break
+        for clip in (s for s in sources if isinstance(s, Clip) and not run.stopped):
+            before = run.frames
+            run.take_clip(clip)
+            frames[clip.path] = run.frames - before
         return [{"failed": run.reasons.get(s.path, ""), "written": run.files.get(s.path, 0),
-                 "done": s.path not in run.left and s.path not in run.reasons, "stopped": run.stopped}
-                for s in sources]
+                 "frames": frames.get(s.path, 0), "done": s.path not in run.left and s.path not in run.reasons,
+                 "stopped": run.stopped} for s in sources]
 
 
 def _start(ray, address: str | None) -> bool:
@@ -147,11 +155,11 @@ def worker_class():
 
 
 def run_on_ray(args, found, todo, failed, skipped, fault: tuple[str, str] | None = None) -> int:
-    """The ``cutout`` command on Ray: ``todo`` (from :func:`..gather`) cut out by workers; the local summary."""
-    from . import Run, StopAfterBatch, guarded, report
+    """The ``cutout`` command on Ray: ``todo`` (from :func:`.engine.gather`) cut out by workers; the local summary."""
+    from .engine import Run, StopAfterBatch, guarded, report, units
 
     ray = require_ray()
-    run = Run(args, {src.path: src.frames for src in todo}, failed)
+    run = Run(args, units(todo), failed)
     with StopAfterBatch(getattr(args, "for_process", False)) as stop:
         guarded(run, todo, stop, lambda: _run(ray, run, todo, stop, fault))
         return report(args, found, skipped, run)
@@ -184,20 +192,22 @@ def _actors(ray, cls, args, fault) -> list:
 def _drive(ray, actors: list, running: dict, run, todo: list[imageio.Source], stop) -> None:
     """Hand each idle actor the next batch until every batch is back; none after Ctrl-C or a full disk.
     ``running``: the batches out, by result reference (for :func:`_stop_workers`)."""
-    from tqdm import tqdm
+    from .engine import progress_bar
 
-    per_call = min(run.args.batch_size, math.ceil(len(todo) / len(actors)))  # every worker gets a share
-    queue = [todo[i:i + per_call] for i in range(0, len(todo), per_call)]
+    stills, clips = [s for s in todo if not isinstance(s, Clip)], [s for s in todo if isinstance(s, Clip)]
+    per_call = min(run.args.batch_size, math.ceil(len(stills) / len(actors))) or 1  # every worker gets a share
+    queue = [stills[i:i + per_call] for i in range(0, len(stills), per_call)] + [[clip] for clip in clips]
     idle, gone = list(actors), ""
 
     def more() -> bool:
         return bool(queue and idle) and not (stop.requested or run.stopped)
 
-    with tqdm(total=sum(run.left.values()), unit="img", disable=run.args.quiet) as bar:
+    with progress_bar(run.args, todo) as bar:
         while running or more():
             while more():
                 actor, batch = idle.pop(), queue.pop(0)
-                running[actor.cut.remote([(str(s.path), s.stem, s.frames) for s in batch])] = (actor, batch)
+                rows = [(str(s.path), s.stem, s.frames, "video" if isinstance(s, Clip) else "image") for s in batch]
+                running[actor.cut.remote(rows)] = (actor, batch)
             ready, _ = ray.wait(list(running), num_returns=1, timeout=WAIT_S)
             if not ready:
                 continue
@@ -232,7 +242,7 @@ def _result(ray, ref, batch: list[imageio.Source]) -> tuple[list[dict], str]:
 
 
 def _failure(src: imageio.Source, why: str) -> dict:
-    return {"failed": f"{src.path}: {why}", "written": 0, "done": False, "stopped": ""}
+    return {"failed": f"{src.path}: {why}", "written": 0, "frames": 0, "done": False, "stopped": ""}
 
 
 def _last_line(exc: BaseException) -> str:
@@ -242,8 +252,9 @@ def _last_line(exc: BaseException) -> str:
 
 
 def _take(run, src: imageio.Source, row: dict) -> None:
-    """One worker result into the driver's :class:`..Run`."""
+    """One worker result into the driver's :class:`.engine.Run`."""
     run.written += int(row["written"])
+    run.frames += int(row["frames"])
     run.files[src.path] = run.files.get(src.path, 0) + int(row["written"])
     if row["failed"]:
         run.give_up(src, str(row["failed"]))
@@ -282,13 +293,13 @@ class CutoutImages:
     def __init__(self, **flags):
         self.args = _worker_args(as_flags(flags), 0)
         if self.args.method == "rembg":
-            from . import check_model
+            from .cut import check_model
 
             check_model(self.args.options)
 
     def __call__(self, batch: dict) -> dict:
         from ..utils.bridges import np2tensor, to_uint8
-        from . import cut_out
+        from .cut import cut_out
 
         images = list(batch["image"])
         cutouts: list = [None] * len(images)

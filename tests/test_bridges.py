@@ -44,3 +44,24 @@ def test_pil2tensor_16_bit_grey_and_palette_alpha(pack):
 def test_np2tensor_rejects_mixed_sizes(pack):
     with pytest.raises(ValueError, match="one size"):
         pack.utils.bridges.np2tensor([np.zeros((4, 4, 3), np.uint8), np.zeros((5, 4, 3), np.uint8)])
+
+
+@pytest.mark.parametrize("shape", [(37, 23, 3), (37, 23, 4), (37, 23), (2, 37, 23, 4)])
+def test_to_uint8_and_to_pil_in_bands_equal_one_pass(pack, monkeypatch, shape):
+    """A band of rows at a time (here 3 rows of 23 px): the same bytes as one conversion, strided views too."""
+    import cv2
+
+    b = pack.utils.bridges
+    x = torch.rand(shape) * 1.6 - 0.3
+    a = x.numpy()
+    rows = a.reshape(-1, *a.shape[-2:]) if a.ndim > 2 else a
+    whole = cv2.convertScaleAbs(np.maximum(rows, 0.0), alpha=255.0).reshape(shape)  # the one-pass conversion
+    monkeypatch.setattr(b, "BAND_ELEMENTS", 3 * 23 * (shape[-1] if len(shape) > 2 else 1))
+    assert np.array_equal(b.to_uint8(x), whole)
+    if len(shape) == 3:
+        padded = torch.cat([x, torch.rand(*shape[:2], 1)], -1)[..., :shape[-1]]  # a strided view, as a cut-out's RGB
+        mode = "RGBA" if shape[-1] == 4 else "RGB"
+        assert np.array_equal(np.asarray(b.to_pil(padded, mode)), whole)
+        assert b.to_pil(padded, mode).tobytes() == Image.fromarray(whole, mode).tobytes()
+    if len(shape) == 2:
+        assert np.array_equal(np.asarray(b.to_pil(torch.cat([x[..., None]] * 2, -1)[..., 1], "L")), whole)

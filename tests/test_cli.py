@@ -84,7 +84,7 @@ def run_interrupted(cli, main, monkeypatch, argv, presses):
     import os
     import signal
 
-    real_cut_out = cli.cut_out
+    real_cut_out = cli.cut.cut_out
 
     def cut_out_then_interrupt(batch, args, on_progress=None):  # the user presses Ctrl-C while the first batch runs
         out = real_cut_out(batch, args, on_progress)
@@ -92,7 +92,7 @@ def run_interrupted(cli, main, monkeypatch, argv, presses):
             os.kill(os.getpid(), signal.SIGINT)
         return out
 
-    monkeypatch.setattr(cli, "cut_out", cut_out_then_interrupt)
+    monkeypatch.setattr(cli.cut, "cut_out", cut_out_then_interrupt)
     previous = signal.getsignal(signal.SIGINT)
     try:
         return main(argv)

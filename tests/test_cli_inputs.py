@@ -113,13 +113,13 @@ def test_folder_scans_name_what_they_skip(main, tmp_path, capsys):
 
 
 def batch_sizes(cli, monkeypatch) -> list[int]:
-    sizes, real_cut_out = [], cli.cut_out
+    sizes, real_cut_out = [], cli.cut.cut_out
 
     def recording(batch, args, on_progress=None):
         sizes.append(batch.shape[0])
         return real_cut_out(batch, args, on_progress)
 
-    monkeypatch.setattr(cli, "cut_out", recording)
+    monkeypatch.setattr(cli.cut, "cut_out", recording)
     return sizes
 
 

@@ -74,7 +74,8 @@ def test_choices_are_the_modules_own(cli):
     assert set(PACK.utils.saving.FORMATS) <= set(actions["format"].choices)
     rembg_fields = {f.name for f in dataclasses.fields(PACK.utils.rembg.RembgOptions)}
     th_fields = {f.name for f in dataclasses.fields(PACK.utils.threshold.ThresholdOptions)}
-    assert set(cli.REMBG_FLAGS.values()) == rembg_fields and set(cli.THRESHOLD_FLAGS.values()) == th_fields
+    flags = cli.options
+    assert set(flags.REMBG_FLAGS.values()) == rembg_fields and set(flags.THRESHOLD_FLAGS.values()) == th_fields
 
 
 def test_webp_is_an_alias_of_lossless_webp(main, image, tmp_path):
@@ -131,7 +132,7 @@ def test_decontaminate_goes_to_refine_edges_with_refine_for_either_method(cli, t
     assert (refine.decontaminate if refine else None) is refine_decontaminates
     if args.method == "rembg":
         assert args.options.decontaminate is (refine is None), "rembg's decontaminate only without --refine"
-    assert cli.settings_metadata(args)["decontaminate"] is ("--decontaminate" in extra), "the files record it"
+    assert cli.cut.settings_metadata(args)["decontaminate"] is ("--decontaminate" in extra), "the files record it"
 
 
 def test_threshold_refine_decontaminate_is_applied_and_recorded(main, tmp_path, photo_arrays):

@@ -89,7 +89,8 @@ def test_a_full_disk_stops_the_run_and_names_the_rest_as_not_processed(cli, main
     src.mkdir()
     for i in range(6):
         Image.fromarray(photo_arrays["coffee"][i * 10:i * 10 + 60, :80]).save(src / f"p{i}.png")
-    real_write, real_cut = cli.saving.write_item, cli.cut_out
+    saving = cli.images.saving
+    real_write, real_cut = saving.write_item, cli.cut.cut_out
     calls = {"cut": 0, "write": 0}
 
     def write_until_full(*args, **kwargs):  # the first input fits, then the disk is full
@@ -99,14 +100,14 @@ def test_a_full_disk_stops_the_run_and_names_the_rest_as_not_processed(cli, main
         full = OSError(code, os.strerror(code))
         if not chained:
             raise full
-        raise cli.saving.SaveError("cutout", f"could not write ({full}); no file of this item was kept.") from full
+        raise saving.SaveError("cutout", f"could not write ({full}); no file of this item was kept.") from full
 
     def counted_cut(*args, **kwargs):
         calls["cut"] += 1
         return real_cut(*args, **kwargs)
 
-    monkeypatch.setattr(cli.saving, "write_item", write_until_full)
-    monkeypatch.setattr(cli, "cut_out", counted_cut)
+    monkeypatch.setattr(saving, "write_item", write_until_full)
+    monkeypatch.setattr(cli.cut, "cut_out", counted_cut)
     out = tmp_path / "o"
     assert main(["cutout", str(src), "--out", str(out), "--batch-size", "1", *THRESHOLD]) == 1
     assert calls == {"cut": 2, "write": 2}, "nothing is decoded and cut out after the first 'no space'"

@@ -25,6 +25,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.model]
 
 cli = importlib.import_module("cleancut.cli")
 engine = importlib.import_module("cleancut.cli.ray_engine")
+cut = importlib.import_module("cleancut.cli.cut")
+bridges = importlib.import_module("cleancut.utils.bridges")
 options = importlib.import_module("cleancut.cli.options")
 PACKAGE = engine.PACKAGE
 
@@ -68,6 +70,29 @@ def test_ray_writes_the_local_engines_files_and_summary(folder, tmp_path, capsys
     # a second run skips what is done, as the local engine does
     assert run_cli(capsys, folder, "--out", tmp_path / "ray", "--engine", "ray", *extra)[1].startswith(
         "cleancut cutout: 7 inputs: 0 done, 6 skipped")
+
+
+def test_ray_writes_the_local_engines_videos(tmp_path, capsys, photo_arrays):
+    """A clip is one work item: a worker streams it whole and writes what the local engine writes, byte for byte
+    (PNG sequences: no encoder in between), with the same summary."""
+    from test_cli_video import make_clip
+
+    src = tmp_path / "in"
+    src.mkdir()
+    make_clip(src / "clip.mp4", audio=True)
+    Image.fromarray(photo_arrays["chelsea"][:60, :80]).save(src / "still.png")
+    extra = ["--method", "threshold", "--video-format", "png", "--temporal", "0.5", "--batch-size", "4"]
+    local_code, local_summary = run_cli(capsys, src, "--out", tmp_path / "local", *extra)
+    ray_code, ray_summary = run_cli(capsys, src, "--out", tmp_path / "ray", "--engine", "ray", *extra)
+    assert (ray_code, ray_summary.replace(str(tmp_path / "ray"), str(tmp_path / "local"))) == (local_code,
+                                                                                               local_summary)
+    assert "2 inputs (1 image, 1 video; 12 video frames cut out): 2 done" in ray_summary
+
+    def tree(folder):
+        return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+    local, remote = tree(tmp_path / "local"), tree(tmp_path / "ray")
+    assert local == remote and len(local) == 4 + 2 * 12  # the still's set, two sequences of 12 frames
 
 
 def test_a_worker_killed_mid_run_loses_nothing(folder, tmp_path, capsys):
@@ -173,8 +198,8 @@ def test_library_entry_point_on_a_dataset(photo_arrays):
                                  compute=ray.data.ActorPoolStrategy(size=1)).take_all(), key=lambda r: r["id"])
     args = engine._worker_args([], 0)
     for row, im in zip(rows, images, strict=True):
-        local = cli.cut_out(cli.pil2tensor([Image.fromarray(im)]), args)
-        assert np.array_equal(row["cutout"], cli.tensor2np(local["cutout"])[0])
+        local = cut.cut_out(bridges.pil2tensor([Image.fromarray(im)]), args)
+        assert np.array_equal(row["cutout"], bridges.tensor2np(local["cutout"])[0])
         assert row["cutout"].shape == (*im.shape[:2], 4) and row["mask"].shape == im.shape[:2]
 
 

@@ -234,3 +234,42 @@ def test_band_weight_fades_to_zero_at_the_band_border(backend):
     assert row[39] == 1 and row[40] == 1 and 0 < row[33] < 1 and row[31] == 0  # 1 at the edge, fading out
     assert (row[32:40].diff() >= 0).all()
     assert torch.allclose(weight, ed.band_weight(side, 8, "torch" if backend == "native" else "native"), atol=1e-6)
+
+
+def one_pass_guided_alpha(rgb: torch.Tensor, mask: torch.Tensor, band_width: int) -> torch.Tensor:
+    """The CPU guided alpha of one image as it ran before the strips: the models upsampled in one OpenCV call,
+    the product with the guide and the band weight over the whole image."""
+    scale = max(1, band_width // ed.FIT_RADIUS)
+    guide, src = rgb.numpy(), mask.numpy()
+    models, fast = guided._native_models(guide, src, band_width, ed.EPS, scale)
+    if fast:
+        models = cv2.resize(models, src.shape[::-1], interpolation=cv2.INTER_LINEAR)
+    q = torch.from_numpy(np.einsum("hwc,hwc->hw", models[..., :3], guide) + models[..., 3]).clamp_(0, 1)
+    return torch.lerp(mask, q, ed.band_weight((mask > 0.5)[None], band_width, "native")[0])
+
+
+@pytest.mark.parametrize("shape", [(96, 451), (300, 90)])
+@pytest.mark.parametrize("band_width", [32, 9, 5])  # fit scale 8 and 2 (strips); 1 (the exact filter: whole)
+def test_native_strips_equal_one_pass(photos, monkeypatch, shape, band_width):
+    """16 columns a strip, so many strips and a narrower last one: bit-identical to one pass over the image."""
+    h, w = shape
+    rgb = photos[:2, :h, :w].contiguous()
+    yy, xx = np.mgrid[0:h, 0:w]
+    mask = torch.from_numpy(np.stack([np.clip((min(h, w) * 0.35 - np.hypot(yy - h / 2, xx - w / 2 - 9 * s)) / 6
+                                              + 0.5, 0, 1) for s in range(2)])).float()
+    whole = guided.guided_filter(rgb, mask, band_width, ed.EPS, max(1, band_width // 4), "native")
+    monkeypatch.setattr(guided, "STRIP_PIXELS", 16 * h)
+    assert guided.strip_width(h, w) == 16
+    ours = ed.guided_alpha(rgb, mask, band_width, "native")
+    for i in range(2):
+        assert torch.equal(ours[i], one_pass_guided_alpha(rgb[i], mask[i], band_width))
+    assert torch.equal(guided.guided_filter(rgb, mask, band_width, ed.EPS, max(1, band_width // 4), "native"), whole)
+
+
+def test_outputs_are_views_of_one_cutout(scene):
+    """The mask and the foreground are the cut-out's channels (as core's ImageToMask): one image in memory."""
+    rgb, mask = scene
+    cutout, alpha, fg = ed.refine_edges(rgb, mask, ed.RefineOptions(decontaminate=True))
+    assert alpha.data_ptr() == cutout[..., 3].data_ptr() and fg.data_ptr() == cutout.data_ptr()
+    assert alpha.stride() == cutout[..., 3].stride() and fg.shape == (3, 96, 128, 3)
+    assert torch.equal(alpha, ed.guided_alpha(rgb, mask, 32))

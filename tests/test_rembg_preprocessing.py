@@ -92,3 +92,12 @@ def test_post_process_equals_rembg(photo_arrays, monkeypatch, backend):
         assert np.array_equal(ours.numpy(), post_process(m).astype(np.float32))
 
 
+
+
+def test_lanczos_in_slices_equals_one_pass(photos, monkeypatch):
+    """Each pass in slices of a few columns (exact integer sums per column): the same result as one pass."""
+    down = lanczos.resize_uint8(photos[:1], 320, 320, unit=True)
+    up = lanczos.resize_uint8(down[..., 0], 300, 451)
+    monkeypatch.setattr(lanczos, "CHUNK_BYTES", 1 << 16)
+    assert torch.equal(lanczos.resize_uint8(photos[:1], 320, 320, unit=True), down)
+    assert torch.equal(lanczos.resize_uint8(down[..., 0], 300, 451), up)

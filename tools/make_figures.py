@@ -132,7 +132,7 @@ def mask_figures(nodes, sample_batch) -> None:
 
 def main() -> None:
     pack = load_pack()
-    cli = __import__(pack.__name__ + ".cli", fromlist=["sample_batch"])
+    cli = __import__(pack.__name__ + ".cli.demo", fromlist=["sample_batch"])
     if sys.argv[1:] == ["refine"]:  # only the Refine Edges pictures
         OUT.mkdir(parents=True, exist_ok=True)
         refine_figures(pack.NODE_CLASS_MAPPINGS, cli.sample_batch)

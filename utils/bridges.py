@@ -23,11 +23,39 @@ def to_uint8(image: Tensor | np.ndarray) -> np.ndarray:
         image = image.detach().to("cpu", torch.float32).numpy()
     a = np.asarray(image, dtype=np.float32)
     if a.ndim >= 2 and a.size and (a.ndim == 2 or a.shape[-1] <= 4):
-        # cv2's saturating, rounding convert is ~10x faster than NumPy's rint/clip/astype chain;
-        # negatives are zeroed first because it takes the absolute value. [.., H, W, C] -> [N, W, C].
+        # [.., H, W, C] -> [N, W, C] (a view, also of a strided channel view such as a cut-out's RGB)
         rows = a.reshape(-1, a.shape[-2], a.shape[-1]) if a.ndim > 2 else a
-        return cv2.convertScaleAbs(np.maximum(rows, 0.0), alpha=255.0).reshape(a.shape)
+        out = np.empty(rows.shape, np.uint8)
+        step = max(1, BAND_ELEMENTS // (rows[0].size or 1))
+        for start in range(0, len(rows), step):  # a band of rows at a time: no full-size float temporary
+            out[start:start + step] = _uint8_rows(rows[start:start + step])
+        return out.reshape(a.shape)
     return np.clip(np.rint(a * 255.0), 0, 255).astype(np.uint8)
+
+
+BAND_ELEMENTS = 1 << 22  # values per band of to_uint8 / to_pil (16 MB of float32)
+
+
+def _uint8_rows(rows: np.ndarray) -> np.ndarray:
+    """cv2's saturating, rounding convert (~10x faster than NumPy's rint/clip/astype chain); negatives are
+    zeroed first because it takes the absolute value."""
+    return cv2.convertScaleAbs(np.maximum(rows, 0.0), alpha=255.0)
+
+
+def to_pil(image: Tensor | np.ndarray, mode: str) -> Image.Image:
+    """One image ``[H, W]`` (mode "L") or ``[H, W, 3|4]`` ("RGB", "RGBA") in 0..1 -> PIL image, as
+    ``Image.fromarray(to_uint8(image), mode)``. RGB goes into PIL's own storage a band of rows at a time: PIL
+    keeps 4 bytes per RGB pixel, so the full uint8 array beside it would be one more copy (144 MB at 48 MP)."""
+    if mode != "RGB":
+        return Image.fromarray(to_uint8(image), mode)  # PIL uses the uint8 array itself for L and RGBA
+    if isinstance(image, Tensor):
+        image = image.detach().to("cpu", torch.float32).numpy()
+    h, w = image.shape[:2]
+    out = Image.new("RGB", (w, h))
+    step = max(1, BAND_ELEMENTS // max(1, w * 3))
+    for top in range(0, h, step):
+        out.paste(Image.fromarray(to_uint8(image[top:top + step]), "RGB"), (0, top))
+    return out
 
 
 def tensor2np(batch: Tensor) -> list[np.ndarray]:
@@ -46,17 +74,17 @@ def np2tensor(arrays: np.ndarray | Sequence[np.ndarray], device: torch.device | 
         a = np.asarray(a)
         if a.ndim == 2:
             a = a[:, :, None].repeat(3, axis=2)
-        if a.dtype == np.uint8:
-            f = a.astype(np.float32) / 255.0
-        elif a.dtype == np.uint16:
-            f = a.astype(np.float32) / 65535.0
+        f = np.empty(a.shape, np.float32)  # one float copy, scaled in place: no second full-size temporary
+        if a.dtype in (np.uint8, np.uint16):
+            np.divide(a, np.float32(255.0 if a.dtype == np.uint8 else 65535.0), out=f, dtype=np.float32)
         else:
-            f = np.clip(a.astype(np.float32), 0.0, 1.0)
-        out.append(torch.from_numpy(np.ascontiguousarray(f)))
+            np.clip(a, 0.0, 1.0, out=f, dtype=np.float32, casting="unsafe")
+        out.append(torch.from_numpy(f))
     sizes = {tuple(t.shape) for t in out}
     if len(sizes) > 1:
         fail("images", f"one batch needs one size, got {sorted(sizes)}; resize them first.", InputError)
-    return torch.stack(out).to(device)
+    batch = out[0].unsqueeze(0) if len(out) == 1 else torch.stack(out)  # one image: no stacked copy
+    return batch.to(device)
 
 
 def tensor2pil(batch: Tensor) -> list[Image.Image]:

@@ -66,7 +66,7 @@ def clahe_core(image: Tensor, clip_limit: float = 2.0, tile_grid: int = 8, backe
 
 def _clahe_opencv(rgb: Tensor, clip_limit: float, tile_grid: int) -> Tensor:
     """The reference itself: ``[B,H,W,3]`` -> ``[B,H,W,3]`` through cv2 on 8-bit images."""
-    out = torch.empty(rgb.shape, dtype=torch.float32)  # preallocated on the CPU; each image lands in its slice
+    out = torch.from_numpy(np.empty(rgb.shape, np.float32))  # NumPy's huge pages; each image lands in its slice
     out_np = out.numpy()  # workers write through NumPy: ComfyUI's inference mode does not reach their threads
 
     def one(i: int) -> None:

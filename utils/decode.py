@@ -63,9 +63,11 @@ def read_frames(path: Path) -> Iterator[Tensor]:
     elif im is not None and (im.format == "GIF" or getattr(im, "n_frames", 1) > 1):
         arrays = _pil_frames(path, im)
     else:
-        arrays = iter([_cv2_decode(path, raw)])
+        arrays = (_cv2_decode(path, raw) for _ in range(1))  # lazy: the array is not held past its frame
     for arr in arrays:
-        yield np2tensor(_orient(_to_rgb(arr), orientation))
+        image = np2tensor(_orient(_to_rgb(arr), orientation))
+        del arr  # the decoded array is not kept while the caller holds the frame (144 MB at 48 MP)
+        yield image
 
 
 def _open(raw: bytes) -> Image.Image | None:

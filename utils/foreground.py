@@ -13,9 +13,9 @@ Two backends with one result:
   (``y + x = k``) depend only on diagonals ``k - 1`` (new) and ``k + 1`` (old), so sweeping diagonal by
   diagonal reproduces the sequential sweep exactly (to float rounding), for the whole batch at once:
   ``H + W - 1`` small steps per sweep, which suits a GPU.
-* ``"native"`` (the CPU path): pymatting itself, image by image (its numba kernel takes one image), one
-  thread per core, which is far faster on a CPU than the diagonal steps (measured ~70x at 256² for one
-  image).
+* ``"native"`` (the CPU path): pymatting's numba kernel as :mod:`.foreground_ml` restates it (bit-identical
+  results, a fraction of its memory), image by image, one thread per core, which is far faster on a CPU
+  than the diagonal steps (measured ~70x at 256² for one image).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def estimate_foreground(image: Tensor, alpha: Tensor, backend: str = "auto") -> 
 
     Args:
         image: IMAGE ``[B, H, W, 3|4]`` in 0..1 (alpha channel ignored). alpha: MASK ``[B, H, W]``, 1 = subject.
-        backend: ``"auto"`` (pymatting on the CPU, torch elsewhere), ``"torch"`` or ``"native"``.
+        backend: ``"auto"`` (pymatting's kernel on the CPU, torch elsewhere), ``"torch"`` or ``"native"``.
     Returns:
         ``(foreground, background)``, each ``[B, H, W, 3]`` float32 in 0..1 on ``image.device``.
     """
@@ -45,28 +45,88 @@ def estimate_foreground(image: Tensor, alpha: Tensor, backend: str = "auto") -> 
     check_mask(alpha, "alpha", like=image)
     if alpha.shape[0] != image.shape[0]:
         fail("alpha", f"{alpha.shape[0]} masks for {image.shape[0]} images; connect one mask per image.", InputError)
-    rgb, a = image[..., :3].float().clamp(0, 1), alpha.float().clamp(0, 1)
-    if pick_backend(image.device, backend) == "native" and max(a.shape[1:]) > 1:  # pymatting divides by 0 at 1x1
-        return _native(rgb, a)
+    rgb, a = unit_float32(image[..., :3]), unit_float32(alpha)
+    if _native_applies(a, backend):
+        fg, bg = torch.empty(rgb.shape), torch.empty(rgb.shape)
+        _native(rgb.cpu(), a.cpu(), fg, bg)
+        return fg.to(rgb.device), bg.to(rgb.device)
     return _torch(rgb, a)
 
 
-def _native(rgb: Tensor, alpha: Tensor) -> tuple[Tensor, Tensor]:
+def unit_float32(x: Tensor) -> Tensor:
+    """``x.float().clamp(0, 1)``, but ``x`` itself (not a copy: read it only) when it is float32 in 0..1 already."""
+    if x.dtype == torch.float32 and x.numel():
+        low, high = torch.aminmax(x)
+        if low >= 0 and high <= 1:  # NaN fails both: clamped below, as before
+            return x
+    return x.float().clamp(0, 1)
+
+
+def foreground_into(rgb: Tensor, alpha: Tensor, out: Tensor, backend: str = "auto") -> Tensor:
+    """The foreground of :func:`estimate_foreground`, written into ``out`` ``[b, H, W, 3]`` float32 (it may be a
+    strided view, e.g. a cut-out's RGB); the background is not kept. ``rgb`` ``[b, H, W, 3]`` and ``alpha``
+    ``[b, H, W]`` are checked, float32 in 0..1, on ``out.device``. On the CPU this holds ~75 MB beyond ``out``
+    at 48 MP (pymatting's call: ~3 GB)."""
+    if _native_applies(alpha, backend) and out.device.type == "cpu":
+        rows = [ml_background_rows(*alpha.shape[1:])] * alpha.shape[0]
+        _native(rgb, alpha, out, [torch.empty((r, alpha.shape[2], 3)) for r in rows])
+    else:
+        out.copy_(_torch(rgb, alpha)[0])
+    return out
+
+
+def _native_applies(alpha: Tensor, backend: str) -> bool:
+    return pick_backend(alpha.device, backend) == "native" and max(alpha.shape[1:]) > 1  # pymatting: 1/0 at 1x1
+
+
+def ml_background_rows(h: int, w: int) -> int:
+    """Rows of background the CPU kernel needs for a foreground alone: its last level's sweeps + 2 (or all)."""
+    sweeps = SMALL_ITERATIONS if h <= SMALL_SIZE and w <= SMALL_SIZE else BIG_ITERATIONS
+    return min(h, sweeps + 2)
+
+
+KERNELS = "cleancut_foreground_ml"  # a fixed module name: numba's on-disk cache records the module's name
+
+
+def _kernels():
+    """:mod:`.foreground_ml`, imported once under :data:`KERNELS`. ComfyUI (and the tests) import the pack under
+    a new name in each process; numba's cache, written under one name, then failed to load in the next process
+    (ModuleNotFoundError). The module imports nothing of the pack, so a fixed name is safe."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    module = sys.modules.get(KERNELS)
+    if module is None:
+        spec = importlib.util.spec_from_file_location(KERNELS, Path(__file__).with_name("foreground_ml.py"))
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[KERNELS] = module
+        try:
+            spec.loader.exec_module(module)
+        except BaseException:
+            del sys.modules[KERNELS]
+            raise
+    return module
+
+
+def _native(rgb: Tensor, alpha: Tensor, fg: Tensor, bg) -> None:
+    """pymatting's kernel (:mod:`.foreground_ml`, the same results) per image, into ``fg`` and ``bg`` (CPU
+    float32 tensors, or a list of per-image background rings: :func:`ml_background_rows`)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from pymatting import estimate_foreground_ml
+    import numpy as np
 
-    fg, bg = torch.empty(rgb.shape), torch.empty(rgb.shape)
-    images, alphas = rgb.cpu().numpy(), alpha.cpu().numpy()
-    # one image per call (pymatting's kernel takes one); its numba kernel releases the GIL: one thread per core.
-    # Results are stored from this thread (ComfyUI's inference mode is per thread).
+    estimate_ml = _kernels().estimate_ml
+
+    images, alphas, fgs, bgs = rgb.numpy(), alpha.numpy(), fg.numpy(), [b.numpy() for b in bg]
+    params = (np.float32(REGULARIZATION), SMALL_ITERATIONS, BIG_ITERATIONS, SMALL_SIZE, np.float32(GRADIENT_WEIGHT))
+
+    def one(i: int) -> None:  # NumPy views only: no tensor is made off this thread (ComfyUI's inference mode)
+        estimate_ml(images[i], alphas[i], fgs[i], bgs[i], *params)
+
+    # one image per call; the numba kernel releases the GIL: one thread per core
     with ThreadPoolExecutor(max_workers=max(1, min(len(images), runtime.cpu_count()))) as pool:
-        jobs = [pool.submit(estimate_foreground_ml, im, a, return_background=True)  # float32 in, as these are
-                for im, a in zip(images, alphas, strict=True)]
-        for i, job in enumerate(jobs):
-            f, b = job.result()
-            fg[i], bg[i] = torch.from_numpy(f), torch.from_numpy(b)
-    return fg.to(rgb.device), bg.to(rgb.device)
+        list(pool.map(one, range(len(images))))
 
 
 def _nearest(x: Tensor, h: int, w: int) -> Tensor:

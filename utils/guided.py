@@ -12,7 +12,9 @@ means are box filters from cumulative sums: the cost does not grow with the radi
 models to the full-resolution image, so only the last step runs at full size.
 
 Two backends with one result (to float rounding): torch on any device, the whole batch at once; and
-OpenCV on the CPU, image by image (its box filter and resizes are several times faster there).
+OpenCV on the CPU, image by image (its box filter and resizes are several times faster there), the
+full-size steps of the fast variant in column strips (:func:`native_strips`: bit-identical to one call,
+without the full-size ``[H, W, 4]`` models).
 """
 
 from __future__ import annotations
@@ -99,8 +101,9 @@ def guided_filter(guide: Tensor, src: Tensor, radius: int, eps: float, scale: in
     if pick_backend(src.device, backend) == "native":
         out = torch.empty(src.shape, dtype=torch.float32)
         # one image at a time: OpenCV takes one; each is a few milliseconds at 1024²
-        for i, (im, p) in enumerate(zip(guide.float().numpy(), src.float().numpy(), strict=True)):
-            out[i] = torch.from_numpy(_native(im, p, radius, eps, scale))
+        for im, p, o in zip(guide.float().numpy(), src.float().numpy(), out.numpy(), strict=True):
+            for cols, q in native_strips(im, p, radius, eps, scale):
+                o[:, cols] = q
         return out
     g = guide.permute(0, 3, 1, 2).float()
     p = src.float().unsqueeze(1)
@@ -132,8 +135,50 @@ def cv_box_mean(x, radius: int):
     return sums / (count if x.ndim == 2 else count[..., None])
 
 
-def _native(guide, src, radius: int, eps: float, scale: int):
-    """One image with OpenCV and NumPy, the same steps as the torch path (channels last)."""
+STRIP_PIXELS = 1 << 21  # the fast variant's full-size steps run in column strips of this many pixels (~110 MB)
+
+
+def strip_width(height: int, width: int) -> int:
+    """Columns per strip of :func:`native_strips`: about :data:`STRIP_PIXELS` pixels, a multiple of 16."""
+    return min(width, max(16, STRIP_PIXELS // max(1, height) // 16 * 16))
+
+
+def native_strips(guide, src, radius: int, eps: float, scale: int):
+    """The guided filter of one image with OpenCV and NumPy, the same steps as the torch path (channels last),
+    yielded as column strips ``(columns, q)``: ``q`` ``[H, len(columns)]`` float32, ``columns`` a slice.
+
+    The models are fitted at the downscaled size (small); only their bilinear upsampling and the product
+    with the guide run at full size, a strip at a time (:func:`strip_width`), so the ``[H, W, 4]`` models
+    never exist at once. Bit-identical to upsampling in one call: OpenCV's bilinear resize is a horizontal
+    pass, then a vertical one whose weights depend only on the heights, and each column is its own. The exact
+    filter (``scale`` 1, or a tiny image) runs whole.
+    """
+    import cv2
+
+    h, w = src.shape
+    models, fast = _native_models(guide, src, radius, eps, scale)
+    if not fast:
+        yield slice(0, w), _apply_models(models, guide)
+        return
+    rows = cv2.resize(models, (w, models.shape[0]), interpolation=cv2.INTER_LINEAR)  # [h / scale, W, 4]
+    del models
+    step = strip_width(h, w)
+    for x0 in range(0, w, step):
+        cols = slice(x0, min(w, x0 + step))
+        full = cv2.resize(rows[:, cols], (cols.stop - x0, h), interpolation=cv2.INTER_LINEAR)  # [H, strip, 4]
+        yield cols, _apply_models(full, guide[:, cols])
+
+
+def _apply_models(models, guide):
+    """``q = a . guide + b`` per pixel from models ``[H, W, 4]`` and the guide ``[H, W, 3]``."""
+    import numpy as np
+
+    return np.einsum("hwc,hwc->hw", models[..., :3], guide) + models[..., 3]
+
+
+def _native_models(guide, src, radius: int, eps: float, scale: int):
+    """``(models, fast)``: the window-averaged models ``[h, w, 4]`` of one image, at the downscaled size when
+    ``fast`` (the full size otherwise), with OpenCV and NumPy."""
     import cv2
     import numpy as np
 
@@ -141,7 +186,7 @@ def _native(guide, src, radius: int, eps: float, scale: int):
     fast = scale > 1 and min(h, w) >= 2 * scale
     if fast:
         size = (max(1, w // scale), max(1, h // scale))
-        g_fit, p_fit = (cv2.resize(guide, size, interpolation=cv2.INTER_AREA),
+        g_fit, p_fit = (cv2.resize(np.ascontiguousarray(guide), size, interpolation=cv2.INTER_AREA),
                         cv2.resize(src, size, interpolation=cv2.INTER_AREA))
         radius = max(1, round(radius / scale))
     else:
@@ -154,6 +199,4 @@ def _native(guide, src, radius: int, eps: float, scale: int):
     models = _fit(models, eps)[0].numpy().transpose(1, 2, 0)
     models = cv_box_mean(np.ascontiguousarray(models), radius)
     models[..., 3] -= models[..., :3] @ centre
-    if fast:
-        models = cv2.resize(models, (w, h), interpolation=cv2.INTER_LINEAR)
-    return np.einsum("hwc,hwc->hw", models[..., :3], guide) + models[..., 3]
+    return models, fast

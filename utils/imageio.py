@@ -25,6 +25,8 @@ from PIL import Image
 from torch import Tensor
 
 from .decode import quiet_pil, read_frames, read_image  # noqa: F401  (read_image re-exported)
+from .video_read import EXTENSIONS as VIDEO_EXTENSIONS
+from .video_read import tagged
 
 log = logging.getLogger("cleancut")
 
@@ -74,14 +76,14 @@ def collect_inputs(patterns: Iterable[str]) -> Collected:
         p = Path(pattern)
         if p.is_dir():
             files = sorted(f for f in p.iterdir() if f.is_file() and not f.name.startswith("."))
-            images = [f for f in files if f.suffix.lower() in EXTENSIONS]
-            others = sorted({f.suffix.lower() or f.name for f in files} - set(EXTENSIONS))
+            images = [f for f in files if f.suffix.lower() in EXTENSIONS + VIDEO_EXTENSIONS]  # (and videos)
+            others = sorted({f.suffix.lower() or f.name for f in files} - set(EXTENSIONS + VIDEO_EXTENSIONS))
             if others:
-                result.notes.append(f"{p}: {len(files) - len(images)} file(s) skipped, not image names "
+                result.notes.append(f"{p}: {len(files) - len(images)} file(s) skipped, not image or video names "
                                     f"({', '.join(others)}); name them explicitly to read them anyway")
             kept = _drop_outputs(images, p, result.notes)
             if not kept:
-                result.failed.append(f"{p}: no image files in this folder" if not images else
+                result.failed.append(f"{p}: no image or video files in this folder" if not images else
                                      f"{p}: holds only earlier CleanCut outputs")
             found += kept
         elif p.is_file():
@@ -129,8 +131,8 @@ def _probe(path: str, size: int, mtime_ns: int) -> Probe:
     try:
         with quiet_pil(), Image.open(path) as im:
             return Probe(im.format, max(1, int(getattr(im, "n_frames", 1))), _is_output(im))
-    except Exception:  # noqa: BLE001  PIL cannot read it: OpenCV decides when the file is read
-        return Probe()
+    except Exception:  # noqa: BLE001  PIL cannot read it: OpenCV decides when the file is read (or PyAV: a video)
+        return Probe(cleancut_output=tagged(path, OUTPUT_KEY))  # a video the command line wrote
 
 
 def _is_output(im: Image.Image) -> bool:
@@ -257,7 +259,7 @@ def _add(groups: dict[tuple, _Group], item: tuple[Source, int], image: Tensor, b
 
 def _pop(groups: dict[tuple, _Group], key: tuple) -> tuple[list[tuple[Source, int]], Tensor, list]:
     g = groups.pop(key)
-    return g.items, torch.cat(g.images), []
+    return g.items, (g.images[0] if len(g.images) == 1 else torch.cat(g.images)), []  # one frame: no copy
 
 
 def _reason(exc: BaseException, path: Path) -> str:

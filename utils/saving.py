@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import threading
 import uuid
 from collections.abc import Iterable, Mapping
@@ -23,7 +24,7 @@ from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 from torch import Tensor
 
-from .bridges import to_uint8
+from .bridges import to_pil
 from .checks import CleanCutError, InputError, as_mask, check_image, fail
 from .filenames import PREFIX, expand_variables, inside, next_counter, split_prefix  # noqa: F401 (re-exported)
 
@@ -31,7 +32,7 @@ ROLES = ("original", "cutout", "extracted", "mask")
 FORMATS = {"png": ".png", "webp (lossless)": ".webp"}
 WEBP_MAX = 16383  # pixels per side a WebP can hold; Pillow fails mid-write ("encoding error 5") above it
 _PLACE_LOCK = threading.Lock()  # threads of one process claim counters one at a time (encoding runs outside)
-TEMP_NAME = re.compile(r"\.cleancut-[0-9a-f]{32}\.tmp")  # the hidden temporary files of _write_temps, only
+TEMP_NAME = re.compile(r"\.cleancut-[0-9a-f]{32}\.tmp(\.[a-z0-9]+)?")  # _write_temps' and VideoWriter's, only
 
 
 class SaveError(CleanCutError):
@@ -120,10 +121,7 @@ def _metadata_text(metadata: Mapping | None) -> dict[str, str]:
 
 
 def _to_pil(role: str, t: Tensor) -> Image.Image:
-    arr = to_uint8(t)
-    if role == "mask":
-        return Image.fromarray(arr, "L")
-    return Image.fromarray(arr, "RGBA" if arr.shape[-1] == 4 else "RGB")
+    return to_pil(t, "L" if role == "mask" else ("RGBA" if t.shape[-1] == 4 else "RGB"))
 
 
 def _encode(img: Image.Image, f, ext: str, metadata: Mapping[str, str]) -> None:
@@ -177,7 +175,10 @@ def remove_temps(folder: str, modified_after: float = float("-inf"), modified_be
         path = os.path.join(folder, name)
         try:
             if modified_after <= os.lstat(path).st_mtime < modified_before:
-                os.unlink(path)
+                if os.path.isdir(path) and not os.path.islink(path):  # a PNG sequence's folder (VideoWriter)
+                    shutil.rmtree(path)
+                else:
+                    os.unlink(path)
                 removed += 1
         except OSError:  # its write finished meanwhile, or the folder is read-only: left as it is
             pass

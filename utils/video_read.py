@@ -27,6 +27,9 @@ log = logging.getLogger("cleancut")
 # Demuxers of still and animated images: utils/decode.py reads those files (GIF / WebP / APNG frames included)
 IMAGE_DEMUXERS = ("image2", "image2pipe", "gif", "apng", "webp", "ico", "tga", "svg")
 ALPHA_DECODERS = {"vp9": "libvpx-vp9", "vp8": "libvpx"}  # FFmpeg's native VP8 / VP9 decoders drop the alpha
+# Video names read in folder scans (besides imageio's image names); a file named explicitly is read by content
+EXTENSIONS = (".mp4", ".m4v", ".mov", ".qt", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".mts", ".m2ts",
+              ".wmv", ".flv", ".ogv", ".3gp", ".mxf")
 
 
 @dataclass(frozen=True)
@@ -103,6 +106,17 @@ def is_video(path: str | os.PathLike) -> bool:
             name = container.format.name
             return bool(container.streams.video) and not name.endswith("_pipe") and name not in IMAGE_DEMUXERS
     except (av.FFmpegError, OSError, ValueError, UnicodeDecodeError):
+        return False
+
+
+def tagged(path: str | os.PathLike, key: str) -> bool:
+    """True when ``path`` is a media file whose container metadata holds ``key`` (any case: Matroska upper-cases
+    its tags); False for anything PyAV cannot open."""
+    try:
+        av = require_av()
+        with av.open(str(path)) as container:
+            return key.casefold() in {k.casefold() for k in container.metadata}
+    except Exception:  # noqa: BLE001  not a media file (or no PyAV): not ours either way
         return False
 
 

@@ -145,7 +145,8 @@ class VideoWriter:
         time_base: the tick of the ``pts`` given to :meth:`write` (e.g. :class:`VideoInfo`'s), default ``1/fps``.
         place: ``place(temp, path) -> final path`` names the finished temporary; default :func:`place_new`
             (never overwrites: ``FileExistsError``), or replacing when ``overwrite``.
-        metadata: text entries stored in the container (WebM / MOV tags; the first PNG's text chunks).
+        metadata: text entries stored in the container (WebM / MOV tags; WebP EXIF as core's Save Animated
+            WEBP; the first PNG's text chunks).
     """
 
     def __init__(self, path: str | os.PathLike, fmt: str = "webm", fps: float | Fraction = 24.0,
@@ -243,6 +244,8 @@ class VideoWriter:
                     self._audio.finish(float(self._end * self.time_base))
                 self._container.close()
                 self._container = None
+                if self.fmt == "webp" and self.metadata:  # FFmpeg's WebP muxer writes no tags
+                    add_webp_exif(self._temp, self.metadata, self.size, not self.grey)
             self.path = self.place(self._temp, self.path)
         except BaseException:
             self.abort()
@@ -301,6 +304,38 @@ class VideoWriter:
             name = os.path.join(self._temp, PNG_FRAME.format(self.frames + 1))
             Image.fromarray(array, mode).save(name, format="PNG", compress_level=4, pnginfo=info)
             self.frames += 1
+
+
+def add_webp_exif(path: str, metadata: Mapping[str, str], size: tuple[int, int], alpha: bool) -> None:
+    """Store ``metadata`` in the WebP file at ``path`` as core's Save Animated WEBP does: EXIF entries
+    ``"key:value"`` from tag 0x0110 (Model) downwards, in an ``EXIF`` chunk after the frames, flagged in the
+    VP8X header (added for a simple one-frame file: ``size`` is the canvas, ``alpha`` its alpha flag)."""
+    exif = Image.Exif()
+    for i, (key, text) in enumerate(metadata.items()):
+        exif[0x0110 - i] = f"{key}:{text}"
+    payload = exif.tobytes()
+    payload = payload[6:] if payload.startswith(b"Exif\x00\x00") else payload  # WebP holds the bare TIFF data
+    chunk = b"EXIF" + len(payload).to_bytes(4, "little") + payload + b"\x00" * (len(payload) % 2)
+    with open(path, "r+b") as f:
+        head = f.read(21)
+        if head[:4] != b"RIFF" or head[8:12] != b"WEBP":
+            return
+        if head[12:16] == b"VP8X":  # an animation: flag and append, the frames stay where they are
+            f.seek(20)
+            f.write(bytes([head[20] | 0x08]))
+            f.seek(0, os.SEEK_END)
+            f.write(chunk)
+        else:  # one frame as a simple file (VP8 / VP8L): small, rewritten with a VP8X header
+            f.seek(12)
+            body = f.read()
+            flags = 0x08 | (0x10 if alpha else 0)
+            vp8x = (b"VP8X" + (10).to_bytes(4, "little") + bytes([flags, 0, 0, 0]) +
+                    (size[0] - 1).to_bytes(3, "little") + (size[1] - 1).to_bytes(3, "little"))
+            f.seek(12)
+            f.write(vp8x + body + chunk)
+        total = f.tell() - 8
+        f.seek(4)
+        f.write(total.to_bytes(4, "little"))
 
 
 def _pixels(frames: Tensor, grey: bool, deep: bool, rgba: bool = False) -> Iterator[np.ndarray]:

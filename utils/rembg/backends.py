@@ -62,12 +62,13 @@ class OnnxBackend:
         providers, self.parallel, threads = sessions.plan(model, batch)
         self.session = sessions.get_session(model, providers, threads)
         self._input = self.session.get_inputs()[0].name
+        self._options = sessions.run_options()
         fixed = sessions.fixed_batch(self.session) or self.parallel > 1
         self.per_run = 1 if fixed else ONNX_RUN_IMAGES.get(model.spec.size, 1)
 
     def __call__(self, x: Tensor) -> Tensor:
         """``x`` ``[b, 3, S, S]`` float32 -> output 0, channel 0, ``[b, S, S]`` float32 on the CPU."""
-        return torch.from_numpy(self.session.run(None, {self._input: x.cpu().numpy()})[0][:, 0])
+        return torch.from_numpy(self.session.run(None, {self._input: x.cpu().numpy()}, self._options)[0][:, 0])
 
 
 def torch_dtype(model: models.Model, device: torch.device) -> torch.dtype:

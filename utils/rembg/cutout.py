@@ -207,13 +207,13 @@ def _finish(images: Tensor, source: Tensor, alpha: Tensor, keep: Tensor, foregro
     return out
 
 
-def _masks(images: Tensor, predictor: Predictor, options: RembgOptions,
-           progress: runtime.Progress) -> tuple[Tensor, Tensor, Tensor]:
-    """``(mask8, alpha, keep)`` of a chunk: the model's 8-bit mask, the mask shown (0..1), and rembg's
-    post-processed binary mask (extracted's alpha)."""
+def _masks(images: Tensor, predictor: Predictor, options: RembgOptions, progress: runtime.Progress,
+           alpha_out: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    """``(mask8, alpha, keep)`` of a chunk: the model's 8-bit mask, the mask shown (0..1; written into
+    ``alpha_out`` when given), and rembg's post-processed binary mask (extracted's alpha)."""
     mask8 = predictor.masks(images, progress)
     keep = post_process(mask8, value=1.0)
-    return mask8, (keep if options.post_process_mask else mask8 / 255.0), keep
+    return mask8, (keep if options.post_process_mask else torch.div(mask8, 255.0, out=alpha_out)), keep
 
 
 def remove_background(images: Tensor, options: RembgOptions = RembgOptions(),
@@ -242,7 +242,9 @@ def remove_background(images: Tensor, options: RembgOptions = RembgOptions(),
     with Predictor(options.model, n, options.runtime, options.model_file) as predictor:
         if not options.refine:
             def cut(part: Tensor, start: int, out=None) -> tuple[Tensor, Tensor, Tensor]:
-                _, alpha, keep = _masks(part, predictor, options, progress)
+                # the shown mask straight into a float32 mask output; the 8-bit one is not kept (192 MB at 48 MP)
+                into = out[1] if out is not None and out[1].dtype == torch.float32 else None
+                alpha, keep = _masks(part, predictor, options, progress, into)[1:]
                 source_part = source[start:start + part.shape[0]].to(part.device)
                 # rembg's decontaminate_cutout: the colours for the shown mask, from the photo's 8-bit RGB
                 fg = estimate_foreground(uint8_values(part[..., :3]) / 255, alpha)[0] if options.unmix else None

@@ -130,10 +130,35 @@ def _use_float32(device: torch.device) -> bool:
     return device.type == "cpu" and torch.get_float32_matmul_precision() == "highest"
 
 
+CHUNK_BYTES = 64 << 20  # working set of one slice of a pass (a 48 MP photo's passes took ~1 GB in one go)
+
+
 def _resample_leading(x: Tensor, out_size: int, unit: bool = False) -> Tensor:
-    """Resample dim 0 of ``x`` ``[N, ...]`` (8-bit values; 0..1 floats if ``unit``) -> ``[out_size, ...]``."""
+    """Resample dim 0 of ``x`` ``[N, ...]`` (8-bit values; 0..1 floats if ``unit``) -> float32 ``[out_size, ...]``.
+
+    Slice by slice along the largest other dim, each slice's temporaries within :data:`CHUNK_BYTES`: the
+    columns are independent and the sums exact integers, so the result does not depend on the slicing.
+    """
     n, rest = x.shape[0], x.shape[1:]
-    idx, w, block, bits = _weights_on(n, out_size, x.device, _use_float32(x.device))
+    plan = _weights_on(n, out_size, x.device, _use_float32(x.device))
+    w = plan[1]
+    out = torch.empty((out_size, *rest), dtype=torch.float32, device=x.device)
+    if not rest or x.numel() == 0:
+        return out.copy_(_resample_slice(x, out_size, unit, plan))
+    dim = 1 + max(range(len(rest)), key=lambda i: rest[i])
+    per_index = x.numel() // (n * x.shape[dim])  # elements of one index along dim, per input row
+    rows = n + w.shape[0] * (w.shape[2] + 3 * w.shape[1])  # src, gathered, sums and total, per column
+    step = max(1, CHUNK_BYTES // (rows * per_index * w.element_size()))
+    for start in range(0, x.shape[dim], step):
+        part = x.narrow(dim, start, min(step, x.shape[dim] - start))
+        out.narrow(dim, start, part.shape[dim]).copy_(_resample_slice(part, out_size, unit, plan))
+    return out
+
+
+def _resample_slice(x: Tensor, out_size: int, unit: bool, plan: tuple[Tensor, Tensor, int, int]) -> Tensor:
+    """One slice of :func:`_resample_leading`: integer values ``[out_size, ...]``."""
+    n, rest = x.shape[0], x.shape[1:]
+    idx, w, block, bits = plan
     nb, window = w.shape[0], w.shape[2]
     src = torch.empty(x.shape, dtype=w.dtype, device=x.device)
     src.copy_(x)  # one pass: transpose into rows and convert
@@ -188,5 +213,5 @@ def resize_uint8(x: Tensor, height: int, width: int, unit: bool = False) -> Tens
         out = out.permute(2, 1, 0, 3)  # [H, B, W', C]
         out = _resample_leading(out, height, unit and in_w == width) if in_h != height else out
         out = out.permute(1, 0, 2, 3)  # [B, H', W', C]
-    out = out.to(torch.float32).contiguous()
+    out = out.contiguous()  # float32 already; a copy only when the last permute leaves it strided
     return out.squeeze(-1) if squeeze else out
