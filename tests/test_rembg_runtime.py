@@ -181,7 +181,7 @@ def test_cancel_between_runs_on_the_torch_runtime(tiny_model, monkeypatch):
     calls = []
     real_call = backends.TorchBackend.__call__
     monkeypatch.setattr(backends.TorchBackend, "__call__",
-                        lambda self, x: calls.append(x.shape[0]) or real_call(self, x))
+                        lambda self, x, shrink=False: calls.append(x.shape[0]) or real_call(self, x, shrink))
     checks = []
 
     def cancel_on_third():
@@ -280,3 +280,19 @@ def test_command_line_runtime_flag(u2netp, tmp_path, photo_arrays):
         masks[name] = np.asarray(Image.open(out / "cat_mask.png"), dtype=np.int16)
     assert np.abs(masks["torch"] - masks["onnxruntime"]).max() <= 1
     assert main(["cutout", str(src), "--out", str(tmp_path / "x"), "--runtime", "tensorrt"]) == 2  # usage error
+
+
+@pytest.mark.model
+def test_only_huge_photos_shrink_onnxruntimes_arena(u2netp, monkeypatch):
+    """Arena shrinkage costs ~25 % per u2netp run with two runs side by side: asked for huge photos only."""
+    inference = rb.inference
+    seen = []
+    real = backends.OnnxBackend.__call__
+    monkeypatch.setattr(backends.OnnxBackend, "__call__",
+                        lambda self, x, shrink=False: seen.append(shrink) or real(self, x, shrink))
+    run(torch.rand(2, 40, 50, 3), runtime="onnxruntime")
+    assert seen and not any(seen)
+    seen.clear()
+    monkeypatch.setattr(inference, "SHRINK_PIXELS", 40 * 50)  # these photos count as huge now
+    mask = run(torch.rand(2, 40, 50, 3), runtime="onnxruntime")[1]
+    assert seen and all(seen) and mask.shape == (2, 40, 50)

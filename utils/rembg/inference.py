@@ -55,6 +55,9 @@ def mask_from_output(pred: Tensor, spec: models.ModelSpec, height: int, width: i
     return resample.resize_uint8(mask8, height, width)
 
 
+SHRINK_PIXELS = 16_000_000  # photos this large hand the model's working memory back after each run
+
+
 class Predictor:
     """A model resolved once, its backend, and rembg's masks of chunks: ``masks(chunk)``.
 
@@ -82,12 +85,12 @@ class Predictor:
         if self._pool is not None:
             self._pool.shutdown(wait=True)
 
-    def _runs(self, x: Tensor):
+    def _runs(self, x: Tensor, shrink: bool):
         """Each run's output ``[b, S, S]``, in order: futures of the thread pool, or runs made when asked for."""
         parts = [x[i:i + self.per_run] for i in range(0, x.shape[0], self.per_run)]
         if self._pool is None:
-            return [functools.partial(self.backend, part) for part in parts], None
-        futures = [self._pool.submit(self.backend, part) for part in parts]
+            return [functools.partial(self.backend, part, shrink) for part in parts], None
+        futures = [self._pool.submit(self.backend, part, shrink) for part in parts]
         return [future.result for future in futures], futures
 
     def masks(self, images: Tensor, progress: runtime.Progress | None = None) -> Tensor:
@@ -96,7 +99,8 @@ class Predictor:
         Cancel is honoured before each run's result, and ``progress`` advances per run.
         """
         x = model_input(images, self.spec)
-        runs, futures = self._runs(x)
+        # a huge photo's buffers should not sit beside the model's idle arena (~0.3-0.5 GB for u2netp)
+        runs, futures = self._runs(x, images.shape[1] * images.shape[2] >= SHRINK_PIXELS)
         preds = []
         try:
             for i, result in enumerate(runs):
