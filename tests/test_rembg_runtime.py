@@ -296,3 +296,12 @@ def test_only_huge_photos_shrink_onnxruntimes_arena(u2netp, monkeypatch):
     monkeypatch.setattr(inference, "SHRINK_PIXELS", 40 * 50)  # these photos count as huge now
     mask = run(torch.rand(2, 40, 50, 3), runtime="onnxruntime")[1]
     assert seen and all(seen) and mask.shape == (2, 40, 50)
+
+
+def test_devices_without_float64_do_the_exact_resize_on_the_cpu():
+    """MPS has no float64: Pillow-exact sums would fail there (or round in float32), so they run on the CPU."""
+    resample = rb.resample
+    assert resample.exact_device(torch.device("mps")) == torch.device("cpu")
+    assert resample.exact_device(torch.device("xpu")) == torch.device("cpu")
+    assert resample.exact_device(torch.device("cuda")) == torch.device("cuda")
+    assert resample.exact_device(torch.device("cpu")) == torch.device("cpu")

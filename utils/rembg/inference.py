@@ -33,8 +33,12 @@ def model_input(images: Tensor, spec: models.ModelSpec) -> Tensor:
     """rembg's ``normalize`` for a batch: IMAGE ``[b, H, W, C]`` (0..1) -> ``[b, 3, S, S]`` float32 model input.
 
     The image is rounded to 8 bits (what rembg receives), resized as Pillow does, divided by its own
-    maximum, then ``(x - mean) / std`` in float64 and cast to float32, as rembg.
+    maximum, then ``(x - mean) / std`` in float64 and cast to float32, as rembg. On a device without float64
+    (MPS) this runs on the CPU and the model input goes to the device.
     """
+    exact = resample.exact_device(images.device)
+    if exact != images.device:
+        return model_input(images.to(exact), spec).to(images.device)
     small = resample.resize_uint8(images[..., :3], spec.size, spec.size, unit=True).to(torch.float64)
     peak = small.amax(dim=(1, 2, 3), keepdim=True).clamp_min_(1e-6)  # each image's own maximum
     mean = torch.tensor(spec.mean, dtype=torch.float64, device=small.device)

@@ -177,6 +177,15 @@ def _resample_slice(x: Tensor, out_size: int, unit: bool, plan: tuple[Tensor, Te
     return out.view(out_size, *rest)
 
 
+FLOAT64_DEVICES = ("cpu", "cuda")  # device types with float64 (ROCm reports "cuda"); MPS and many XPUs lack it
+
+
+def exact_device(device: torch.device) -> torch.device:
+    """Where Pillow-exact integer arithmetic can run for ``device``: itself, or the CPU for a device without
+    float64 (Apple MPS; Intel XPUs without fp64), whose float32 matmuls would round the sums."""
+    return device if device.type in FLOAT64_DEVICES else torch.device("cpu")
+
+
 def resize_uint8(x: Tensor, height: int, width: int, unit: bool = False) -> Tensor:
     """``PIL.Image.resize((width, height), Image.LANCZOS)`` on 8-bit images, for a whole batch.
 
@@ -190,6 +199,8 @@ def resize_uint8(x: Tensor, height: int, width: int, unit: bool = False) -> Tens
     """
     if height < 1 or width < 1:
         fail("size", f"expected a positive size, got {width}x{height}.")
+    if exact_device(x.device) != x.device:  # no float64 there: the exact sums run on the CPU, one round trip
+        return resize_uint8(x.cpu(), height, width, unit).to(x.device)
     if x.device.type == "cpu" and x.shape[0] > 1:
         # on the CPU one image at a time stays in cache: 3x faster than one pass over a 1024^2 x 8 batch
         return torch.cat([resize_uint8(x[i:i + 1], height, width, unit) for i in range(x.shape[0])])
