@@ -15,7 +15,8 @@ node needs:
   ``InferenceSession.run``, its mask resize) and ``naive_cutout`` per image, without ``remove``'s extras:
   the least a loop around the model can do.
 
-The torch runtime against onnxruntime: ``benchmarks/bench_runtime.py``.
+Last, the torch runtime against onnxruntime through the node (batch 1 and 8 on the CPU; 1, 8 and 32 on a
+GPU), with peak memory: the rows of ``benchmarks/bench_runtime.py``, which also runs without rembg.
 
 Timings interleave the candidates round by round and keep each one's best round, so a busy machine
 slows all of them alike. The parity columns compare the node's alpha with rembg's on the same images.
@@ -27,6 +28,7 @@ import time
 
 import numpy as np
 import torch
+from bench_runtime import runtime_rows
 from common import arguments, load_pack, photo_batch
 from PIL import Image
 
@@ -146,6 +148,11 @@ def main() -> None:
         print(f"| {case} | {1000 * t_ours / count:.1f} | {1000 * t_ref / count:.1f} | {t_ref / t_ours:.3f}x | "
               f"{diff:.3f} | {iou:.4f} |")
 
+    print()
+    device = torch.device(args.device)
+    sizes = ([1, 2] if args.quick else [1, 8, 32]) if device.type == "cuda" else ([1, 2] if args.quick else [1, 8])
+    print()
+    print("\n".join(runtime_rows(node, device, sizes, max(1, args.repeat - 1))))
     print()
     print(f"The model alone (rembg's cached onnxruntime session, run() per image, no pre/post-processing): "
           f"{1000 * model_only / n:.0f} ms/img, so no pipeline around it can beat the cached-session loop by "
