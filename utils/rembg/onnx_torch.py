@@ -4,7 +4,8 @@ model management.
 
 ``convert(path)`` reads the ``.onnx`` file with the ``onnx`` package (imported on use; onnxruntime is never
 imported here) and returns an :class:`OnnxModule`: the graph's first input in, its first output out,
-computing only the nodes that output needs. The operators themselves live in :mod:`.onnx_ops` and :mod:`.onnx_nn`.
+computing only the nodes that output needs. The operators themselves live in :mod:`.onnx_ops`,
+:mod:`.onnx_shape` and :mod:`.onnx_nn`.
 
 * Weights: every float initializer, and every float ``Constant`` above 16 elements, is a frozen
   ``nn.Parameter`` in a leaf module, one per node that owns weights (ComfyUI's ModelPatcher moves leaves),
@@ -36,10 +37,11 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from . import onnx_nn, onnx_ops
+from . import onnx_nn, onnx_ops, onnx_shape
 from .onnx_ops import HOST_INPUTS, SMALL, Node, Run, constant_value
 
-OPS = {**onnx_ops.OPS, **onnx_nn.OPS}  # every operator the converter runs: name -> op(node, run, *inputs)
+# every operator the converter runs: name -> op(node, run, *inputs)
+OPS = {**onnx_ops.OPS, **onnx_shape.OPS, **onnx_nn.OPS}
 
 SUPPORTED: frozenset[str] = frozenset(OPS)
 CONSTANT_PARAMETER_MIN = 17  # elements: a float Constant node this large is a weight (a Parameter)
