@@ -24,11 +24,10 @@ slows all of them alike. The parity columns compare the node's alpha with rembg'
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import torch
-from bench_runtime import runtime_rows
+from bench_runtime import agreement as parity
+from bench_runtime import best_times, runtime_rows
 from common import arguments, load_pack, photo_batch
 from PIL import Image
 
@@ -66,30 +65,9 @@ def rembg_loop(batch: torch.Tensor, session_for, **options):
     return torch.cat(images), torch.cat(masks)
 
 
-def best_times(candidates: dict, repeat: int) -> dict:
-    """Best wall time per candidate over ``repeat`` interleaved rounds (after one warm-up round)."""
-    for fn in candidates.values():
-        fn()
-    best = dict.fromkeys(candidates, float("inf"))
-    for _ in range(repeat):
-        for name, fn in candidates.items():
-            t0 = time.perf_counter()
-            fn()
-            best[name] = min(best[name], time.perf_counter() - t0)
-    return best
-
-
-def parity(ours: torch.Tensor, ref: torch.Tensor) -> tuple[float, float, float]:
-    """Mean and max absolute alpha difference (in 1/255 steps) and IoU of alpha > 0.5."""
-    a, b = ours.float().cpu(), ref.float().cpu()
-    inter = ((a > 0.5) & (b > 0.5)).sum().item()
-    union = ((a > 0.5) | (b > 0.5)).sum().item()
-    diff = (a - b).abs()
-    return diff.mean().item() * 255, diff.max().item() * 255, inter / max(union, 1)
-
-
 def main() -> None:
     args = arguments(__doc__.splitlines()[0])
+    device = torch.device(args.device)
     import rembg
 
     pack = load_pack()
@@ -109,13 +87,13 @@ def main() -> None:
         "cached": lambda: rembg_loop(batch, lambda: cached),
         "new": lambda: rembg_loop(batch, lambda: rembg.new_session(model, providers=providers)),
         "direct": lambda: direct_loop(batch, cached),
-    }, args.repeat)
+    }, args.repeat, device)
     _, our_mask, _ = ours()
     _, ref_mask = rembg_loop(batch, lambda: cached)
     x = np.zeros((1, 3, 320, 320), np.float32)
     name = cached.inner_session.get_inputs()[0].name
     model_only = best_times({"run": lambda: [cached.inner_session.run(None, {name: x}) for _ in range(n)]},
-                            args.repeat)["run"]
+                            args.repeat, device)["run"]
     rows = [(f"u2netp {size}²×{n}, vs rembg.remove, cached session", runs["ours"], runs["cached"], n,
              parity(our_mask, ref_mask)),
             (f"u2netp {size}²×{n}, vs rembg.remove, new session per image", runs["ours"], runs["new"], n,
@@ -130,7 +108,7 @@ def main() -> None:
         runs = best_times({
             "ours": lambda small=small: node.run(small, **matting),
             "rembg": lambda small=small: rembg_loop(small, lambda: cached, alpha_matting=True),
-        }, rounds)
+        }, rounds, device)
         _, our_mask, _ = node.run(small, **matting)
         _, ref_mask = rembg_loop(small, lambda: cached, alpha_matting=True)
         rows.append((f"u2netp + alpha matting {msize}²×{mn}, vs rembg.remove(alpha_matting=True)", runs["ours"],
@@ -149,7 +127,6 @@ def main() -> None:
               f"{diff:.3f} | {iou:.4f} |")
 
     print()
-    device = torch.device(args.device)
     sizes = ([1, 2] if args.quick else [1, 8, 32]) if device.type == "cuda" else ([1, 2] if args.quick else [1, 8])
     print()
     print("\n".join(runtime_rows(node, device, sizes, max(1, args.repeat - 1))))

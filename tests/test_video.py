@@ -1,60 +1,31 @@
-"""Video with alpha: reading (utils/video_read), writing (utils/video_write), the Save Cut-out Video node
-(utils/video_save, nodes/video) and the streaming temporal filter (utils/temporal).
+"""Video with alpha: reading (utils/video_read), writing (utils/video_write) and the streaming temporal filter
+(utils/temporal); the Save Cut-out Video node is in test_save_video.py.
 
-The clip is synthetic with a known subject: a disc with a 4 px soft edge moving right over a colour gradient,
-24 frames of 96x64 (even sizes: 4:2:0 codecs need no rounding). Written in each format and decoded with PyAV
+The clip (video_clips.py) is synthetic with a known subject. Written in each format and decoded with PyAV
 (``libvpx-vp9`` for the WebM alpha) or Pillow (WebP, PNG), it comes back with its count, rate and size exact and
 its alpha and colour within the measured tolerances below (in 8-bit levels; colour where the subject is opaque).
 """
 
 from __future__ import annotations
 
-import importlib
 import os
 import re
 import subprocess
 import sys
 from fractions import Fraction
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
+from video_clips import H, N, W, av, clip_fixture, disc_clip, vio_fixture  # noqa: F401  (fixtures clip, vio)
 
-av = pytest.importorskip("av")
-
-H, W, N = 64, 96, 24
-
-# Measured at quality 80 (the default) and 100 on the clip below: (alpha max, colour max, colour mean), levels.
+# Measured at quality 80 (the default) and 100 on video_clips.py's clip: (alpha max, colour max, colour mean), levels.
 # VP9 (CRF 13): alpha 3.25, colour 7.45 (mean 1.89: 4:2:0 and lossy); lossless VP9: alpha 1.5, colour 5.97 (mean
 # 1.65: the 4:2:0 YUV round trip through swscale, not the codec). ProRes 4444 (10-bit colour, 16-bit alpha): 0.31,
 # 0.58. WebP lossless and PNG: 0.5, 0.5 (8-bit rounding only); lossy WebP 80: alpha 0.5 (lossless), colour 10.95.
 TOLERANCE = {("webm", 80): (4.0, 9.0, 2.5), ("webm", 100): (2.0, 7.0, 2.0), ("mov", 80): (0.5, 1.0, 0.2),
              ("webp", 100): (0.51, 0.51, 0.3), ("webp", 80): (0.51, 13.0, 2.5), ("png", 80): (0.51, 0.51, 0.3)}
-
-
-def disc_clip(n: int = N, h: int = H, w: int = W) -> torch.Tensor:
-    """RGBA ``[n, h, w, 4]``: a disc of radius 18 with a 4 px linear edge moving 2 px right per frame."""
-    yy, xx = torch.meshgrid(torch.arange(h).float(), torch.arange(w).float(), indexing="ij")
-    frames = []
-    for i in range(n):
-        alpha = ((18 - torch.hypot(xx - (24 + 2 * i), yy - h / 2)) / 4 + 0.5).clamp(0, 1)
-        rgb = torch.stack([xx / w, yy / h, torch.full_like(xx, 0.25 + 0.02 * (i % 30))], dim=-1)
-        frames.append(torch.cat([rgb, alpha[..., None]], dim=-1))
-    return torch.stack(frames)
-
-
-@pytest.fixture(scope="module")
-def clip() -> torch.Tensor:
-    return disc_clip()
-
-
-@pytest.fixture(scope="module")
-def vio(pack):
-    mods = {m: importlib.import_module(f"{pack.__name__}.utils.{m}")
-            for m in ("video_read", "video_write", "video_save", "temporal", "masks", "checks")}
-    return SimpleNamespace(**mods)
 
 
 def written(vio, path, fmt, clip, fps=24, quality=80, **kw) -> str:
@@ -375,95 +346,6 @@ def test_imports_without_pyav():
     assert "needs PyAV: pip install" in done.stdout
 
 
-# ---------------------------------------------------------------- the node
-@pytest.fixture
-def node(pack, tmp_path, monkeypatch):
-    monkeypatch.setenv("CLEANCUT_OUTPUT_DIR", str(tmp_path))
-    return pack.NODE_CLASS_MAPPINGS["CleanCutSaveVideo"]()
-
-
-@pytest.mark.parametrize("fmt", ["webm", "mov", "webp"])
-def test_node_saves_with_counters_and_previews(node, tmp_path, clip, fmt):
-    first = node.save(clip, 24.0, fmt, 80, "cleancut/video")
-    second = node.save(clip[..., :3], 24.0, fmt, 80, "cleancut/video", mask=clip[..., 3])
-    for out, counter in ((first, 1), (second, 2)):
-        assert out["result"] == ()
-        assert out["ui"] == {"images": [{"filename": f"video_{counter:05}_.{fmt}", "subfolder": "cleancut",
-                                         "type": "output"}], "animated": (True,)}
-    assert sorted(os.listdir(tmp_path / "cleancut")) == [f"video_00001_.{fmt}", f"video_00002_.{fmt}"]
-
-
-def test_node_png_sequence(node, tmp_path, clip):
-    out = node.save(clip[:3], 24.0, "png", 80, "seq/%width%x%height%")
-    folder = tmp_path / "seq" / "96x64_00001_"
-    assert sorted(os.listdir(folder)) == ["frame_000001.png", "frame_000002.png", "frame_000003.png"]
-    assert out["ui"]["animated"] == (False,)
-    assert out["ui"]["images"][0] == {"filename": "frame_000001.png", "subfolder": os.path.join("seq", "96x64_00001_"),
-                                      "type": "output"}
-    img = Image.open(folder / "frame_000002.png")
-    assert img.mode == "RGBA" and np.array_equal(np.asarray(img), np.round(clip[1].numpy() * 255).astype(np.uint8))
-
-
-def test_node_one_mask_for_every_frame_and_audio(node, tmp_path, clip):
-    mask = clip[:1, ..., 3]
-    sound = {"waveform": torch.zeros(1, 1, 48000), "sample_rate": 48000}
-    node.save(clip[:4, ..., :3], 24.0, "mov", 80, "m", mask=mask, audio=sound, prompt={"1": {}})
-    info_path = tmp_path / "m_00001_.mov"
-    with av.open(str(info_path)) as container:
-        assert container.streams.audio and container.metadata.get("prompt") == "{\"1\": {}}"
-        frames = [f.to_ndarray(format="rgba") for f in container.decode(video=0)]
-    assert len(frames) == 4 and all(abs(f[..., 3].astype(int) - frames[0][..., 3]).max() <= 1 for f in frames)
-
-
-def test_node_errors_name_the_input(node, tmp_path, clip):
-    save = node.save
-    cases = [
-        (lambda: save(clip[..., :3], 24.0, "webm", 80, "v"), "images: are RGB"),
-        (lambda: save(clip, 24.0, "webm", 80, "v", mask=clip[:, :32, :, 3]), "mask: mask size 96x32"),
-        (lambda: save(clip[:4], 24.0, "webm", 80, "v", mask=clip[:3, ..., 3]), "mask: images has 4"),
-        (lambda: save(clip, 0.0, "webm", 80, "v"), "fps: 0.0 is below the minimum"),
-        (lambda: save(clip, -5.0, "webm", 80, "v"), "fps:"),
-        (lambda: save(clip, 24.0, "gif", 80, "v"), "format:"),
-        (lambda: save(clip, 24.0, "webm", 101, "v"), "quality:"),
-        (lambda: save(clip, 24.0, "webp", 80, "v", audio={"waveform": torch.zeros(1, 1, 8), "sample_rate": 8}),
-         "audio: webp holds no audio"),
-        (lambda: save(clip, 24.0, "webm", 80, "../outside"), "filename_prefix:"),
-        (lambda: save(clip[..., :2], 24.0, "webm", 80, "v"), "images: expected 3 or 4 channels"),
-    ]
-    for call, message in cases:
-        with pytest.raises(ValueError, match=f"^{re.escape(message)}"):
-            call()
-    assert os.listdir(tmp_path) == []
-
-
-def test_node_failure_midway_keeps_no_file(node, tmp_path, clip, vio, monkeypatch):
-    real, calls = vio.video_write.VideoWriter._encode, []
-
-    def failing(self, *args):
-        calls.append(1)
-        if len(calls) > 2:
-            raise OSError(28, "No space left on device")
-        return real(self, *args)
-
-    monkeypatch.setattr(vio.video_write.VideoWriter, "_encode", failing)
-    with pytest.raises(ValueError, match="^filename_prefix: could not write 'v_00001_.webm'.*nothing was kept"):
-        node.save(clip, 24.0, "webm", 80, "v")
-    assert os.listdir(tmp_path) == []
-
-
-def test_node_counter_skips_a_name_taken_meanwhile(node, tmp_path, clip, vio, monkeypatch):
-    real = vio.video_write.VideoWriter._encode
-
-    def racing(self, *args):  # another save claims counter 1 while this one encodes
-        (tmp_path / "r_00001_.webm").touch()
-        return real(self, *args)
-
-    monkeypatch.setattr(vio.video_write.VideoWriter, "_encode", racing)
-    out = node.save(clip[:2], 24.0, "webm", 80, "r")
-    assert out["ui"]["images"][0]["filename"] == "r_00002_.webm"
-    assert (tmp_path / "r_00001_.webm").stat().st_size == 0  # the other file was not touched
-
-
 # ---------------------------------------------------------------- temporal smoothing over a stream
 @pytest.mark.parametrize("weight", [0.5, 0.9])
 @pytest.mark.parametrize("chunk", [1, 7, 50])
@@ -504,21 +386,3 @@ def test_temporal_stream_lookahead_and_passthrough(vio):
     sized.push(torch.rand(2, 4, 4))
     with pytest.raises(ValueError, match="^mask: frames of 5x5 follow frames of 4x4"):
         sized.push(torch.rand(1, 5, 5))
-
-
-def test_node_in_an_api_prompt(pack, tmp_path, monkeypatch, synthetic):
-    """A JSON round-tripped API prompt through the in-repo executor (server-side widget checks included)."""
-    import json
-
-    from executor import run_prompt, tensor_source
-
-    monkeypatch.setenv("CLEANCUT_OUTPUT_DIR", str(tmp_path))
-    classes = {**pack.NODE_CLASS_MAPPINGS, "TestSource": tensor_source({"rgba": synthetic})}
-    prompt = {"1": {"class_type": "TestSource", "inputs": {"key": "rgba"}},
-              "2": {"class_type": "CleanCutSaveVideo", "inputs": {"images": ["1", 0], "fps": 12.0, "format": "mov",
-                                                                  "quality": 80, "filename_prefix": "g/clip"}}}
-    run = run_prompt(json.loads(json.dumps(prompt)), classes)
-    assert run.ui["2"] == {"images": [{"filename": "clip_00001_.mov", "subfolder": "g", "type": "output"}],
-                           "animated": (True,)}
-    info = pack.utils.video_read.probe(tmp_path / "g" / "clip_00001_.mov")
-    assert (info.frames, info.fps, info.width, info.height) == (2, 12, 130, 97)
