@@ -187,7 +187,7 @@ def test_the_default_model_is_fetched_up_front(cli, main, image, tmp_path, capsy
         asked.append(name)
         raise RuntimeError(f"could not fetch rembg model '{name}' (offline)")
 
-    monkeypatch.setattr(cli.models, "ensure", offline)
+    monkeypatch.setattr(cli.download, "ensure", offline)
     out = tmp_path / "o"
     assert main(["cutout", str(image), "--out", str(out), "--quiet"]) == 1
     assert asked == [PACK.utils.rembg.RembgOptions().model]
